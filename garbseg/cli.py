@@ -1,0 +1,267 @@
+"""``python -m garbseg``: list, train, evaluate, run and benchmark segmentation models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder with images/ + labels/, "
+             "an image+mask folder set, or a COCO JSON (default: $GARBSEG_DATA or ../shared/data/garbage-seg)")
+
+
+class CLIError(Exception):
+    """An error to print as one line, without a traceback."""
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "-" if v is None else str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def cmd_models(args) -> None:
+    from .checkpoints import shipped_checkpoints
+    from .models import parse_model_name
+
+    rows = []
+    for name, path in shipped_checkpoints().items():
+        backbone, head = parse_model_name(name)
+        rows.append({"name": name, "backbone": backbone, "head": head, "checkpoint": str(path) if path else None})
+    if args.json:
+        _print_json(rows)
+    else:
+        print(_table(rows, ["name", "backbone", "head", "checkpoint"]))
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    cfg = TrainConfig(**overrides)
+    trainer = train(cfg, resume=args.resume)
+    print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} "
+          f"(best.safetensors, last.safetensors)")
+
+
+def _open_data(path, split):
+    from .data import available_splits, load_dataset
+
+    splits = available_splits(path)
+    return load_dataset(path, split if splits else None)
+
+
+def cmd_eval(args) -> None:
+    from .bench import evaluate, torch_threads
+    from .infer import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.size)
+    dataset = _open_data(args.data, args.split)
+    with torch_threads(args.threads):
+        metrics = evaluate(predictor, dataset, batch_size=args.batch_size, progress=not args.json)
+    metrics["model"] = predictor.loaded.name
+    metrics["checkpoint"] = str(predictor.loaded.path)
+    if args.json:
+        _print_json(metrics)
+        return
+    print(f"{metrics['model']} on {metrics['dataset']} ({metrics['num_images']} images)")
+    print(f"mIoU {metrics['miou']:.4f}  pixel accuracy {metrics['pixel_accuracy']:.4f}  "
+          f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}")
+    rows = [{"class": c, "iou": metrics["per_class_iou"][c], "precision": metrics["per_class_precision"][c],
+             "recall": metrics["per_class_recall"][c]} for c in metrics["per_class_iou"]]
+    print(_table(rows, ["class", "iou", "precision", "recall"]))
+
+
+def cmd_predict(args) -> None:
+    from .data import load_image
+    from .infer import Predictor
+    from .viz import mask_to_png, overlay
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(predictor.classes)
+    failures = 0
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except ValueError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        mask = predictor.predict(image)
+        stem = Path(path).stem
+        mask_to_png(mask, n).save(out / f"{stem}_mask.png")
+        overlay(image, mask, n, alpha=args.alpha).save(out / f"{stem}_overlay.png")
+        present = [predictor.classes[i] for i in sorted(set(mask.ravel().tolist())) if i > 0]
+        print(f"{path}: {', '.join(present) or 'background only'} "
+              f"({predictor.last_timing.total_ms:.1f} ms) -> {out / (stem + '_mask.png')}")
+    if failures == len(args.images):
+        raise CLIError("no image could be read")
+
+
+def cmd_bench(args) -> None:
+    from .bench import bench_model, write_results
+    from .checkpoints import load_checkpoint, random_model, shipped_checkpoint
+
+    dataset = _open_data(args.data, args.split) if args.data else None
+    loaded_models = []
+    for ref in args.checkpoint or []:
+        loaded_models.append(load_checkpoint(ref))
+    for name in args.model or []:
+        path = shipped_checkpoint(name)
+        if path:
+            loaded_models.append(load_checkpoint(path))
+        else:
+            from .models import parse_model_name
+
+            parse_model_name(name)
+            classes = dataset.classes if dataset else ["background"] + [f"class_{i}" for i in range(1, 7)]
+            print(f"note: {name} has no shipped checkpoint; timing random weights (trained=false)", file=sys.stderr)
+            loaded_models.append(random_model(name, classes, args.size))
+    rows = []
+    for loaded in loaded_models:
+        row = bench_model(loaded, size=args.size, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                          dataset=dataset)
+        rows.append(row)
+        if not args.json:
+            print(f"{row['model']}: p50 {row['latency_p50_ms']:.1f} ms, p95 {row['latency_p95_ms']:.1f} ms, "
+                  f"{row['fps']:.1f} FPS" + (f", mIoU {row['miou']:.4f}" if "miou" in row else ""), file=sys.stderr)
+    if args.out:
+        write_results(rows, args.out)
+    if args.json:
+        _print_json([{k: v for k, v in r.items() if k != "latency_samples_ms"} for r in rows])
+    else:
+        cols = ["model", "runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
+                "latency_p50_ms", "latency_p95_ms", "fps"] + (["miou", "precision", "recall"] if dataset else [])
+        print(_table(rows, cols))
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import DEFAULT_DATA_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="python -m garbseg",
+        description="Train, evaluate, run and benchmark garbage segmentation models. "
+                    "Models are named <backbone>-<head>, e.g. mobilenet_v3_large-deeplabv3.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the model names and their shipped checkpoints",
+                       description="List every backbone x head pairing and the checkpoint shipped for it.")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {name, backbone, head, checkpoint}")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a model", description=(
+        "Train a model with the seed recipe (AdamW, batch 8, 224 crops of 256 resizes, flips, rotation, "
+        "affine), writing best/last checkpoints after every epoch into --out. A killed run continues "
+        "with --resume."))
+    p.add_argument("--model", required=True, help="model name, see `python -m garbseg models`")
+    p.add_argument("--data", default=str(DEFAULT_DATA_DIR), help=DATA_HELP)
+    p.add_argument("--epochs", type=int, help="number of epochs (default 10)")
+    p.add_argument("--out", help="run folder (default runs/<model>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    p.add_argument("--backbone-init", dest="backbone_init",
+                   help="random (default), imagenet, or a state_dict file for the backbone")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 8)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4 MobileNets, 5e-5 ResNet50)")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay (default 1e-4)")
+    p.add_argument("--schedule", choices=["cosine", "poly", "constant"], help="learning-rate schedule (default cosine)")
+    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, help="linear warm-up epochs (default 0)")
+    p.add_argument("--size", type=int, help="training crop and inference size (default 224)")
+    p.add_argument("--resize", type=int, help="square resize before cropping (default 256)")
+    p.add_argument("--output-stride", dest="output_stride", type=int, help="backbone output stride (8, 16, 32)")
+    p.add_argument("--no-aux-loss", dest="aux_loss", action="store_false", default=None,
+                   help="train without the auxiliary head")
+    p.add_argument("--bf16", dest="bf16", action="store_true", default=None, help="force bf16 autocast")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast")
+    p.add_argument("--num-workers", dest="num_workers", type=int, help="data loader processes (default 0)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int, help="cap steps (quick trials)")
+    p.add_argument("--limit-val", dest="limit_val", type=int, help="validate on the first N images only")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.set_defaults(func=cmd_train)
+
+    def add_checkpoint(p, many=False):
+        p.add_argument("--checkpoint", required=not many, nargs="+" if many else None,
+                       help="a .safetensors checkpoint, a training run folder, a model name with a shipped "
+                            "checkpoint, or a foreign torch file (seed notebook / torchvision state_dict)")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on labelled data",
+                       description="Confusion-matrix metrics over the whole split: mIoU, per-class IoU, "
+                                   "pixel accuracy, class-weighted precision and recall.")
+    add_checkpoint(p)
+    p.add_argument("--data", default=str(DEFAULT_DATA_DIR), help=DATA_HELP)
+    p.add_argument("--split", default="val", help="split inside a data root (default val)")
+    p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=4)
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="segment images, writing masks and overlays",
+                       description="For each image write <stem>_mask.png (class ids, palette PNG) and "
+                                   "<stem>_overlay.png into --out.")
+    add_checkpoint(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="measure latency, cost and accuracy", description=(
+        "Batch-1 latency (median and p95 after warm-up), FPS, parameters, GFLOPs and file size; with "
+        "--data also mIoU, per-class IoU, precision and recall. One row per model."))
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", nargs="+", help="checkpoint files or run folders")
+    group.add_argument("--model", action="append", help="model name (repeatable); uses its shipped "
+                                                        "checkpoint, or random weights flagged trained=false")
+    p.add_argument("--size", type=int, default=224, help="square input size (default 224)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
+    p.add_argument("--data", help="labelled data for accuracy columns; " + DATA_HELP)
+    p.add_argument("--split", default="val", help="split inside a data root (default val)")
+    p.add_argument("--out", help="also write the table to this .csv or .json file")
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .backbone_init import BackboneInitError
+    from .checkpoints import CheckpointError
+    from .data import DatasetError
+    from .models import UnknownModelError
+
+    try:
+        args.func(args)
+    except (CLIError, CheckpointError, DatasetError, UnknownModelError, BackboneInitError,
+            FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

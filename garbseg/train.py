@@ -1,0 +1,273 @@
+"""Training loop: the seed paper's recipe by default, every part overridable, resumable at any moment.
+
+A run lives in one folder: ``last.safetensors`` and ``best.safetensors`` (inference checkpoints with
+metadata), ``state.pt`` (optimizer, scheduler, epoch, history: plain tensors and numbers, so it loads
+with ``weights_only=True``) and ``history.json``. Everything is written atomically at the end of each
+epoch, so a run killed at any moment loses at most the epoch in progress, and ``resume=True``
+continues it. Each epoch reseeds from ``seed + epoch``: a resumed run sees the same data order and
+augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .bench import evaluate
+from .checkpoints import LoadedModel, atomic_write, make_metadata, save_checkpoint
+from .data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, TrainTransform, load_dataset
+from .infer import Predictor
+from .models import BACKBONES, build_model, default_output_stride, parse_model_name
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """The recipe. Defaults follow the seed notebook (AdamW, batch 8, 224 crops of 256 resizes)."""
+
+    model: str
+    data: str
+    out: str | None = None  # run folder; default runs/<model>
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float | None = None  # None: 1e-4 for MobileNets, 5e-5 for ResNet50 (the seed's values)
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # cosine | poly | constant
+    warmup_epochs: int = 0
+    size: int = 224  # training crop and inference input size
+    resize: int = 256
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotation: float = 15.0
+    scale: tuple[float, float] = (0.8, 1.2)
+    translate: float = 0.1
+    color_jitter: float = 0.2
+    aux_loss: bool = True  # auxiliary FCN head on DeepLabv3/FCN (torchvision's weight 0.5)
+    aux_weight: float = 0.5
+    output_stride: int | None = None
+    backbone_init: str = "random"
+    train_split: str = "train"
+    val_split: str = "val"
+    bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
+    num_workers: int = 0
+    seed: int = 0
+    max_steps_per_epoch: int | None = None  # for quick trials and tests
+    limit_val: int | None = None  # evaluate on the first N val images only
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)  # free-form notes recorded in the metadata
+
+    def resolved(self) -> "TrainConfig":
+        backbone, head = parse_model_name(self.model)
+        lr = self.lr if self.lr is not None else BACKBONES[backbone].default_lr
+        out = self.out or str(Path("runs") / self.model)
+        stride = self.output_stride or default_output_stride(self.model)
+        return TrainConfig(**{**asdict(self), "lr": lr, "out": out, "output_stride": stride,
+                              "aux_loss": self.aux_loss and head != "lraspp", "scale": tuple(self.scale)})
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere autocast is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at ``step`` of ``total`` (linear warm-up first)."""
+    warm = cfg.warmup_epochs * total // max(cfg.epochs, 1)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "poly":
+        return (1 - progress) ** 0.9
+    return 1.0
+
+
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    loss = F.cross_entropy(outputs["out"].float(), target, ignore_index=IGNORE_INDEX)
+    if "aux" in outputs:
+        loss = loss + aux_weight * F.cross_entropy(outputs["aux"].float(), target, ignore_index=IGNORE_INDEX)
+    return loss
+
+
+class Trainer:
+    """Owns one run: data, model, optimiser, and the run folder."""
+
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] = print, progress: bool = True):
+        self.cfg = cfg.resolved()
+        self.log = log
+        self.progress = progress
+        self.out = Path(self.cfg.out)
+        c = self.cfg
+        torch.manual_seed(c.seed)
+        self.train_set = load_dataset(
+            c.data, c.train_split, cache=True, cache_max_side=c.resize,
+            transform=TrainTransform(size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip,
+                                     rotation=c.rotation, scale=c.scale, translate=c.translate,
+                                     color_jitter=c.color_jitter),
+        )
+        self.val_set = load_dataset(c.data, c.val_split, cache=True)
+        if c.limit_val:
+            self.val_set.samples = self.val_set.samples[: c.limit_val]
+        self.classes = list(self.train_set.classes)
+        self.model = build_model(c.model, num_classes=len(self.classes), aux_loss=c.aux_loss,
+                                 output_stride=c.output_stride, backbone_init=c.backbone_init).to(c.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_set) / c.batch_size)
+        if c.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, c.max_steps_per_epoch)
+        total = self.steps_per_epoch * c.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(c, s, total))
+        self.bf16 = c.bf16 if c.bf16 is not None else (c.device.startswith("cuda") or cpu_supports_bf16())
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best_miou = -1.0
+        self.train_seconds = 0.0
+
+    # --- persistence --------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_miou": self.best_miou,
+            "train_seconds": self.train_seconds,
+            "history_json": json.dumps(self.history),
+            "config_json": json.dumps(asdict(self.cfg)),
+        }
+
+    def resume(self) -> bool:
+        """Load ``state.pt`` if present; return whether a run was resumed."""
+        path = self.out / STATE_FILE
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.cfg.device, weights_only=True)
+        saved = json.loads(state["config_json"])
+        for key in ("model", "output_stride", "aux_loss", "size"):
+            if saved[key] != getattr(self.cfg, key):
+                raise ValueError(f"{path}: the run used {key}={saved[key]!r}, not {getattr(self.cfg, key)!r}; "
+                                 "use another --out folder or the same settings")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.best_miou = float(state["best_miou"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history = json.loads(state["history_json"])
+        self.log(f"resumed {self.out} after epoch {self.epoch} (best val mIoU {self.best_miou:.4f})")
+        return True
+
+    def metadata(self, metrics: dict) -> dict:
+        c = self.cfg
+        return make_metadata(
+            self.model, classes=self.classes, input_size=c.size,
+            model_kwargs={"output_stride": c.output_stride},
+            trained=True,
+            epoch=self.epoch,
+            recipe={k: v for k, v in asdict(c).items() if k not in ("data", "out")} | {"bf16": self.bf16},
+            data={"name": self.train_set.name, "root": str(Path(c.data).resolve()), "layout": self.train_set.layout,
+                  "train_images": len(self.train_set), "val_images": len(self.val_set),
+                  "val_split": c.val_split},
+            metrics={k: metrics[k] for k in ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy",
+                                             "num_images") if k in metrics},
+            train_seconds=round(self.train_seconds, 1),
+            device=c.device,
+        )
+
+    def _save_epoch(self, metrics: dict, is_best: bool) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta = self.metadata(metrics)
+        save_checkpoint(self.out / "last.safetensors", self.model, meta)
+        if is_best:
+            save_checkpoint(self.out / "best.safetensors", self.model, meta)
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+        # state.pt last: if we die before it, the epoch is simply redone on resume.
+        atomic_write(self.out / STATE_FILE, lambda tmp: torch.save(self._state(), tmp))
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def train_epoch(self) -> float:
+        c = self.cfg
+        self.model.train()
+        gen = torch.Generator().manual_seed(c.seed * 1000 + self.epoch)
+        torch.manual_seed(c.seed * 1000 + self.epoch)  # augmentations draw from the global RNG
+        loader = DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, drop_last=True,
+                            num_workers=c.num_workers, generator=gen, persistent_workers=False)
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        total_loss, seen, t0 = 0.0, 0, time.perf_counter()
+        for step, (images, masks) in enumerate(loader):
+            if step >= self.steps_per_epoch:
+                break
+            images, masks = images.to(c.device), masks.to(c.device)
+            with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+                outputs = self.model(images)
+            loss = segmentation_loss(outputs, masks, c.aux_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total_loss += loss.item() * len(images)
+            seen += len(images)
+            rate = seen / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
+            bar.update(1)
+        bar.close()
+        return total_loss / max(seen, 1)
+
+    def validate(self) -> dict:
+        meta = {"classes": self.classes, "model": self.cfg.model, "input_size": self.cfg.size,
+                "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
+        loaded = LoadedModel(self.model.eval(), meta, None)
+        with torch.autocast(self.cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+            return evaluate(Predictor(loaded), self.val_set, batch_size=8, progress=False)
+
+    def fit(self) -> dict:
+        """Train the remaining epochs; return the last epoch's history entry."""
+        c = self.cfg
+        self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
+                 f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
+        while self.epoch < c.epochs:
+            t0 = time.perf_counter()
+            loss = self.train_epoch()
+            epoch_seconds = time.perf_counter() - t0
+            metrics = self.validate()
+            self.train_seconds += time.perf_counter() - t0
+            self.epoch += 1
+            is_best = metrics["miou"] > self.best_miou
+            self.best_miou = max(self.best_miou, metrics["miou"])
+            entry = {"epoch": self.epoch, "loss": round(loss, 5), "val_miou": round(metrics["miou"], 5),
+                     "val_pixel_accuracy": round(metrics["pixel_accuracy"], 5),
+                     "epoch_seconds": round(epoch_seconds, 2), "best": is_best}
+            self.history.append(entry)
+            self._save_epoch(metrics, is_best)
+            self.log(f"epoch {self.epoch}/{c.epochs}: loss {loss:.4f}  val mIoU {metrics['miou']:.4f}"
+                     f"{'  (best)' if is_best else ''}  {epoch_seconds:.1f}s")
+        return self.history[-1] if self.history else {}
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, **kwargs) -> Trainer:
+    trainer = Trainer(cfg, **kwargs)
+    if resume:
+        trainer.resume()
+    elif (trainer.out / STATE_FILE).exists():
+        raise FileExistsError(f"{trainer.out} already holds a run; pass --resume to continue it "
+                              "or choose another --out")
+    trainer.fit()
+    return trainer

