@@ -1,0 +1,94 @@
+"""The command line as a user runs it: ``python -m garbseg ...`` in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from garbseg.models import list_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, check=True, env=None):
+    result = subprocess.run([sys.executable, "-m", "garbseg", *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=env)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("command", ["models", "train", "eval", "predict", "bench"])
+def test_every_command_has_help(command):
+    out = run_cli(command, "--help").stdout
+    assert "usage: python -m garbseg" in out and len(out.splitlines()) > 3
+
+
+def test_models_json_lists_nine_with_checkpoint_paths():
+    rows = json.loads(run_cli("models", "--json").stdout)
+    assert [r["name"] for r in rows] == list_models()
+    for row in rows:
+        assert set(row) == {"name", "backbone", "head", "checkpoint"}
+        assert row["name"] == f"{row['backbone']}-{row['head']}"
+        if row["checkpoint"] is not None:
+            assert Path(row["checkpoint"]).is_file()
+    table = run_cli("models").stdout
+    assert all(name in table for name in list_models())
+
+
+def test_eval_json_reports_the_metrics(tiny_run, tiny_data):
+    metrics = json.loads(run_cli("eval", "--checkpoint", tiny_run, "--data", tiny_data, "--split", "val",
+                                 "--json").stdout)
+    for key in ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images"):
+        assert key in metrics
+    assert metrics["num_images"] == 4
+    assert set(metrics["per_class_iou"]) == {"background", "red", "blue"}
+    # the run recorded the same numbers for its best epoch
+    history = json.loads((tiny_run / "history.json").read_text())
+    best = max(h["val_miou"] for h in history)
+    assert metrics["miou"] == pytest.approx(best, abs=0.02)  # training validates under the same protocol
+
+
+def test_predict_writes_mask_and_overlay(tiny_run, tiny_data, tmp_path):
+    image = next((tiny_data / "val" / "images").iterdir())
+    result = run_cli("predict", "--checkpoint", tiny_run, image, "--out", tmp_path / "pred")
+    mask = np.array(Image.open(tmp_path / "pred" / f"{image.stem}_mask.png"))
+    overlay = Image.open(tmp_path / "pred" / f"{image.stem}_overlay.png")
+    assert mask.shape == (64, 64) and mask.max() < 3
+    assert overlay.size == (64, 64)
+    assert image.name in result.stdout
+
+
+def test_predict_reports_unreadable_images(tiny_run, tmp_path):
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_text("hello")
+    result = run_cli("predict", "--checkpoint", tiny_run, bad, "--out", tmp_path / "o", check=False)
+    assert result.returncode == 2
+    assert "not_an_image.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_json_rows(tiny_data):
+    rows = json.loads(run_cli("bench", "--model", "mobilenet_v3_large-lraspp", "--size", "64", "--runs", "3",
+                              "--warmup", "1", "--threads", "1", "--data", tiny_data, "--json").stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    for key in ("model", "runtime", "size", "threads", "params", "gflops", "size_mb", "latency_p50_ms",
+                "latency_p95_ms", "fps", "trained", "miou", "per_class_iou", "precision", "recall"):
+        assert key in row, key
+    assert row["size"] == 64 and row["threads"] == 1
+    assert row["latency_p95_ms"] >= row["latency_p50_ms"] > 0
+    assert row["fps"] == pytest.approx(1000 / row["latency_p50_ms"])
+    assert row["params"] > 1e6 and row["gflops"] > 0
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path):
+    result = run_cli("eval", "--checkpoint", tmp_path / "nope.safetensors", check=False)
+    assert result.returncode == 2 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
+    result = run_cli("train", "--model", "vgg-unet", "--data", tmp_path, check=False)
+    assert result.returncode == 2 and "Valid names" in result.stderr
+    result = run_cli("eval", "--checkpoint", tmp_path, "--data", tmp_path, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
