@@ -68,13 +68,20 @@ class DatasetError(ValueError):
 # ----------------------------------------------------------------------------- images
 
 
-def load_image(source: str | os.PathLike | bytes | bytearray | BinaryIO) -> Image.Image:
+EXIF_ORIENTATION = 0x0112
+
+
+def load_image(source: str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image) -> Image.Image:
     """Decode an image to RGB with its EXIF orientation applied.
 
-    Accepts a path, the encoded bytes, or a binary file-like object. Any mode is converted to RGB:
+    Accepts a path, the encoded bytes, a binary file-like object or a PIL image. Any mode is converted to RGB:
     16-bit greyscale is scaled to 8 bits, transparent areas are composited over white (what a viewer
     shows), CMYK/palette/greyscale go through PIL's converter.
     """
+    if isinstance(source, Image.Image):  # already decoded: still honour EXIF and the mode
+        if source.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            source = ImageOps.exif_transpose(source)
+        return _to_rgb(source)
     label = _source_label(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
