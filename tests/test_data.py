@@ -482,17 +482,11 @@ def test_image_paths_can_be_narrowed(tmp_path):
 
 def test_load_image_accepts_decoded_pil_images():
     """Already-open images (e.g. from an upload widget) get the same EXIF and mode handling."""
-    import io as _io
-
-    from PIL import Image as _Image
-
-    from garbseg.data import load_image as _load_image
-
-    rgba = _Image.new("RGBA", (30, 20), (255, 0, 0, 128))
-    assert _load_image(rgba).mode == "RGB" and _load_image(rgba).getpixel((0, 0)) == (255, 127, 127)
+    rgba = Image.new("RGBA", (30, 20), (255, 0, 0, 128))
+    assert load_image(rgba).mode == "RGB" and load_image(rgba).getpixel((0, 0)) == (255, 127, 127)
     exif = rgba.getexif()
     exif[0x0112] = 6  # rotate 90 degrees on display
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     rgba.convert("RGB").save(buf, "JPEG", exif=exif)
-    opened = _Image.open(_io.BytesIO(buf.getvalue()))
-    assert _load_image(opened).size == (20, 30)
+    opened = Image.open(io.BytesIO(buf.getvalue()))
+    assert load_image(opened).size == (20, 30)
