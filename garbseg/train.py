@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .bench import evaluate
+from .bench import cpu_name, evaluate
 from .checkpoints import LoadedModel, atomic_write, make_metadata, save_checkpoint
 from .data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, TrainTransform, load_dataset
 from .infer import Predictor
@@ -82,6 +82,13 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def training_machine(device: str) -> str:
+    """Where the run trained, for the model card: the GPU's name, or the CPU model and its threads."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU {cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -188,6 +195,7 @@ class Trainer:
                                              "num_images") if k in metrics},
             train_seconds=round(self.train_seconds, 1),
             device=c.device,
+            machine=training_machine(c.device),
         )
 
     def _save_epoch(self, metrics: dict, is_best: bool) -> None:
