@@ -27,12 +27,12 @@ from garbseg.train import TrainConfig, Trainer
 # learning rate for heads trained from scratch, the seed's paired augmentation kept.
 COMMON = {"warmup_epochs": 1, "schedule": "cosine", "weight_decay": 1e-4}
 RECIPES: dict[str, dict] = {
-    "mobilenet_v2-lraspp": {"epochs": 30, "lr": 5e-4, "backbone_init": "imagenet"},
-    "mobilenet_v2-deeplabv3": {"epochs": 30, "lr": 5e-4, "backbone_init": "imagenet"},
-    "mobilenet_v2-fcn": {"epochs": 30, "lr": 5e-4, "backbone_init": "imagenet"},
-    "mobilenet_v3_large-lraspp": {"epochs": 40, "lr": 1e-3},
-    "mobilenet_v3_large-deeplabv3": {"epochs": 40, "lr": 1e-3},
-    "mobilenet_v3_large-fcn": {"epochs": 40, "lr": 1e-3},
+    "mobilenet_v2-lraspp": {"epochs": 25, "lr": 5e-4, "backbone_init": "imagenet"},
+    "mobilenet_v2-deeplabv3": {"epochs": 25, "lr": 5e-4, "backbone_init": "imagenet"},
+    "mobilenet_v2-fcn": {"epochs": 25, "lr": 5e-4, "backbone_init": "imagenet"},
+    "mobilenet_v3_large-lraspp": {"epochs": 30, "lr": 1e-3},
+    "mobilenet_v3_large-deeplabv3": {"epochs": 30, "lr": 1e-3},
+    "mobilenet_v3_large-fcn": {"epochs": 30, "lr": 1e-3},
     "resnet50-lraspp": {"epochs": 15, "lr": 5e-4},
     "resnet50-fcn": {"epochs": 15, "lr": 5e-4},
     "resnet50-deeplabv3": {"epochs": 15, "lr": 5e-4},
