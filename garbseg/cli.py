@@ -61,11 +61,14 @@ def cmd_train(args) -> None:
           f"(best.safetensors, last.safetensors)")
 
 
-def _open_data(path, split):
+def _open_data(path, split, skip_broken=False):
     from .data import available_splits, load_dataset
 
     splits = available_splits(path)
-    return load_dataset(path, split if splits else None)
+    dataset = load_dataset(path, split if splits else None, on_error="skip" if skip_broken else "raise")
+    if skip_broken:
+        dataset.validate()  # warns about and drops broken samples before scoring
+    return dataset
 
 
 def cmd_eval(args) -> None:
@@ -73,7 +76,7 @@ def cmd_eval(args) -> None:
     from .infer import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size)
-    dataset = _open_data(args.data, args.split)
+    dataset = _open_data(args.data, args.split, args.skip_broken)
     with torch_threads(args.threads):
         metrics = evaluate(predictor, dataset, batch_size=args.batch_size, progress=not args.json)
     metrics["model"] = predictor.loaded.name
@@ -199,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int, help="cap steps (quick trials)")
     p.add_argument("--limit-val", dest="limit_val", type=int, help="validate on the first N images only")
     p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--skip-broken", dest="on_error", action="store_const", const="skip",
+                   help="leave out unreadable images or labels with a warning instead of stopping")
     p.set_defaults(func=cmd_train)
 
     def add_checkpoint(p, many=False):
@@ -215,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=4)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--skip-broken", action="store_true",
+                   help="leave out unreadable images or labels with a warning instead of stopping")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 

@@ -60,6 +60,7 @@ class TrainConfig:
     val_split: str = "val"
     bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
     num_workers: int = 0
+    on_error: str = "raise"  # or "skip": leave out broken images/labels with a warning
     seed: int = 0
     max_steps_per_epoch: int | None = None  # for quick trials and tests
     limit_val: int | None = None  # evaluate on the first N val images only
@@ -122,12 +123,15 @@ class Trainer:
         c = self.cfg
         torch.manual_seed(c.seed)
         self.train_set = load_dataset(
-            c.data, c.train_split, cache=True, cache_max_side=c.resize,
+            c.data, c.train_split, cache=True, cache_max_side=c.resize, on_error=c.on_error,
             transform=TrainTransform(size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip,
                                      rotation=c.rotation, scale=c.scale, translate=c.translate,
                                      color_jitter=c.color_jitter),
         )
-        self.val_set = load_dataset(c.data, c.val_split, cache=True)
+        self.val_set = load_dataset(c.data, c.val_split, cache=True, on_error=c.on_error)
+        if c.on_error == "skip":  # drop broken samples for good, so none is counted twice
+            self.train_set.validate()
+            self.val_set.validate()
         if c.limit_val:
             self.val_set.samples = self.val_set.samples[: c.limit_val]
         self.classes = list(self.train_set.classes)

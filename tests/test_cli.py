@@ -92,3 +92,16 @@ def test_errors_are_one_line_not_tracebacks(tmp_path):
     assert result.returncode == 2 and "Valid names" in result.stderr
     result = run_cli("eval", "--checkpoint", tmp_path, "--data", tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_eval_stops_on_a_broken_image_unless_asked_to_skip(tiny_run, tiny_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "val" / "images" / "img0.png").write_bytes(b"not a png")
+    result = run_cli("eval", "--checkpoint", tiny_run, "--data", data, "--json", check=False)
+    assert result.returncode == 2 and "img0.png" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("eval", "--checkpoint", tiny_run, "--data", data, "--json", "--skip-broken")
+    assert json.loads(result.stdout)["num_images"] == 3
+    assert "img0.png" in result.stderr  # the warning names the file
