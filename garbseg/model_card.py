@@ -1,0 +1,61 @@
+"""Model cards: what a checkpoint says about itself (architecture, initialisation, data, recipe,
+metrics, provenance), read from its metadata without loading the weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from safetensors import safe_open
+
+from .checkpoints import read_metadata
+from .models import default_output_stride, parse_model_name
+from .zoo import UNTRAINED
+
+# Recipe fields worth showing first; the rest of the recipe follows in the card's full listing.
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "weight_decay", "size", "resize",
+               "aux_loss", "bf16", "seed")
+METRIC_KEYS = ("miou", "pixel_accuracy", "precision", "recall", "num_images")
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def stored_parameters(path: str | Path) -> int:
+    """Learnable parameters in a safetensors file, from tensor shapes alone (norm statistics excluded)."""
+    total = 0
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            if not key.endswith(_BUFFERS):
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def model_card(name: str, checkpoint: str | Path | None) -> dict:
+    """The card of one model: sections of plain values, ready to print or tabulate."""
+    backbone, head = parse_model_name(name)
+    card = {"name": name, "trained": checkpoint is not None,
+            "architecture": {"backbone": backbone, "head": head, "output_stride": default_output_stride(name)}}
+    if checkpoint is None:
+        card["status"] = f"{UNTRAINED}: no checkpoint ships for this model"
+        return card
+    path = Path(checkpoint)
+    meta = read_metadata(path)
+    card["status"] = f"weights: {path.name} ({path.stat().st_size / 2**20:.1f} MB, {meta.get('stored_dtype', '?')})"
+    card["architecture"].update({
+        "output_stride": meta.get("model_kwargs", {}).get("output_stride", card["architecture"]["output_stride"]),
+        "parameters": stored_parameters(path),
+        "classes": meta.get("classes", []),
+        "input_size": meta.get("input_size"),
+        "normalization": meta.get("normalization"),
+    })
+    card["initialisation"] = meta.get("backbone_init", "unknown")
+    card["data"] = meta.get("data", {})
+    recipe = meta.get("recipe", {})
+    card["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
+    card["recipe_full"] = recipe
+    metrics = meta.get("metrics", {})
+    card["metrics"] = {k: metrics[k] for k in METRIC_KEYS if metrics.get(k) is not None}
+    card["per_class_iou"] = metrics.get("per_class_iou", {})
+    card["training_metrics"] = meta.get("training_metrics")
+    card["provenance"] = {k: meta[k] for k in ("epoch", "train_seconds", "device", "commit", "torch_version",
+                                               "exported_from", "fp16_miou_delta") if meta.get(k) is not None}
+    return card

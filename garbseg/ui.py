@@ -1,0 +1,199 @@
+"""Streamlit glue shared by the pages; the only garbseg module that imports streamlit.
+
+Models are loaded once per process with ``st.cache_resource`` (shared by all sessions, keyed by
+model name, checkpoint path and its mtime, so a checkpoint rewritten by training is picked up);
+tables and metadata use ``st.cache_data``. Settings chosen in the sidebar survive page switches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from .bench import default_threads
+from .checkpoints import shipped_checkpoint
+from .data import DEFAULT_DATA_DIR, available_splits, load_dataset
+from .infer import Predictor
+from .model_card import model_card as build_model_card
+from .segment import Segmentation, segment_image
+from .results import load_results, results_path, save_results
+from .uploads import digest, extract_dataset_zip
+from .zoo import BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, is_trained, load_for_app, model_label
+
+_PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir"}  # setting -> session key
+
+
+@dataclass
+class Settings:
+    threads: int
+    data_dir: str
+
+
+def show_error(message: str, exc: BaseException | None = None) -> None:
+    """A readable error in the page (the app keeps running); the exception text, never its trace."""
+    detail = f"\n\n`{type(exc).__name__}: {exc}`" if exc is not None and str(exc) not in message else ""
+    st.error(f"{message}{detail}")
+
+
+def page_setup(title: str, icon: str = ":material/recycling:") -> Settings:
+    st.set_page_config(page_title=f"{title} - garbseg", page_icon=icon, layout="wide")
+    return sidebar_settings()
+
+
+def _persisted(setting: str, default):
+    key = _PERSIST[setting]
+    if key not in st.session_state:
+        st.session_state[key] = default
+    # Widgets forget their value when their page is left; a plain key does not. Copy it in each run.
+    st.session_state[f"_w_{key}"] = st.session_state[key]
+    return key
+
+
+def _store(key: str) -> None:
+    st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def sidebar_settings() -> Settings:
+    """Threads and the labelled data folder, in the sidebar of every page."""
+    with st.sidebar:
+        st.subheader("Settings")
+        cores = default_threads()
+        key = _persisted("threads", cores)
+        st.number_input("CPU threads", min_value=1, max_value=max(cores, 1) * 2, step=1, key=f"_w_{key}",
+                        on_change=_store, args=(key,), help="torch intra-op threads used for inference")
+        data_key = _persisted("data_dir", str(DEFAULT_DATA_DIR))
+        st.text_input("Labelled data folder", key=f"_w_{data_key}", on_change=_store, args=(data_key,),
+                      help="YOLOv8-seg root (data.yaml), image+mask folders or COCO. "
+                           "Default from the GARBSEG_DATA environment variable.")
+    settings = Settings(int(st.session_state[key]), str(st.session_state[data_key]).strip())
+    if torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
+    return settings
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def dataset_summary(path: str) -> dict:
+    """Name, layout, classes and images per split of a labelled folder; ``{"error": ...}`` if unusable."""
+    if not path:
+        return {"error": "no data folder set"}
+    try:
+        splits = available_splits(path) or [None]
+        counts, first = {}, None
+        for split in splits:
+            ds = load_dataset(path, split)
+            first = first or ds
+            counts[split or Path(path).name] = len(ds)
+        return {"name": first.name.split("/")[0], "layout": first.layout, "classes": list(first.classes),
+                "splits": counts, "path": str(Path(path).resolve())}
+    except Exception as exc:  # any unreadable folder becomes a message on the page
+        return {"error": str(exc)}
+
+
+def classes_for_untrained(settings: Settings) -> list[str]:
+    """Classes given to models without weights: the configured data set's, else the default 7."""
+    summary = dataset_summary(settings.data_dir)
+    return summary.get("classes") or list(DEFAULT_CLASSES)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _checkpoint_key(name: str) -> tuple[str | None, float | None]:
+    path = shipped_checkpoint(name)
+    return (str(path), path.stat().st_mtime) if path else (None, None)
+
+
+@st.cache_resource(max_entries=12, show_spinner="Loading model...")
+def _load_model(name: str, checkpoint: str | None, mtime: float | None, classes: tuple[str, ...]):
+    loaded = load_for_app(name, Path(checkpoint) if checkpoint else None, list(classes))
+    # One throw-away prediction: the first call pays one-off kernel setup, which would otherwise
+    # be billed to whichever model happens to run first on the Segment page.
+    Predictor(loaded).predict(Image.new("RGB", (64, 64)))
+    return loaded
+
+
+def get_model(name: str, classes: list[str]):
+    """The shipped model (or random weights for ``classes`` when none ships), loaded once per process."""
+    checkpoint, mtime = _checkpoint_key(name)
+    return _load_model(name, checkpoint, mtime, () if checkpoint else tuple(classes))
+
+
+def get_predictor(name: str, classes: list[str], input_size: int | None = None) -> Predictor:
+    return Predictor(get_model(name, classes), input_size)
+
+
+def label(name: str) -> str:
+    """A model name as shown in pickers: untrained models say so."""
+    return model_label(name, shipped_checkpoint(name) is not None)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def segment_cached(photo_digest: str, _image, name: str, classes: tuple[str, ...], checkpoint: str | None,
+                   mtime: float | None, input_size: int | None) -> Segmentation:
+    """A photo's segmentation by one model; recomputed only when photo, model or size change."""
+    predictor = get_predictor(name, list(classes), input_size)
+    return segment_image(predictor, _image, model=name, trained=is_trained(predictor.loaded))
+
+
+def segment(photo, name: str, classes: list[str], input_size: int | None = None) -> Segmentation:
+    checkpoint, mtime = _checkpoint_key(name)
+    return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size)
+
+
+def model_picker(key: str, default: str = "mobilenet_v3_large-lraspp") -> str:
+    """Two pickers (backbone, head) that compose ``<backbone>-<head>``."""
+    backbone_default, head_default = default.rsplit("-", 1)
+    left, right = st.columns(2)
+    backbones, heads = list(BACKBONES), list(HEADS)
+    backbone = left.selectbox("Backbone", backbones, index=backbones.index(backbone_default), key=f"{key}_backbone")
+    head = right.selectbox("Head", heads, index=heads.index(head_default), key=f"{key}_head")
+    name = compose_name(backbone, head)
+    if shipped_checkpoint(name) is None:
+        st.caption(f"`{name}`: **{label(name).split(' - ', 1)[1]}** - no weights ship for it yet")
+    return name
+
+
+@st.cache_data(show_spinner=False)
+def _model_card(name: str, checkpoint: str | None, mtime: float | None) -> dict:
+    return build_model_card(name, checkpoint)
+
+
+def model_card(name: str, checkpoint: Path | None) -> dict:
+    """A model's card from its checkpoint metadata (re-read when the file changes)."""
+    mtime = checkpoint.stat().st_mtime if checkpoint else None
+    return _model_card(name, str(checkpoint) if checkpoint else None, mtime)
+
+
+# ----------------------------------------------------------------------------- benchmark results
+
+
+def bench_rows() -> list[dict]:
+    """This session's results, seeded from the results file so a restart keeps them."""
+    if "bench_rows" not in st.session_state:
+        st.session_state["bench_rows"] = load_results(results_path())
+    return st.session_state["bench_rows"]
+
+
+def set_bench_rows(rows: list[dict]) -> None:
+    st.session_state["bench_rows"] = rows
+    try:
+        save_results(rows, results_path())
+    except OSError as exc:
+        st.warning(f"Results kept for this session only; cannot write {results_path()}: {exc}")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Unpacking the zip...")
+def _extract_zip(key: str, _data: bytes) -> str:
+    return str(extract_dataset_zip(_data))
+
+
+def extract_zip(data: bytes) -> str:
+    """Folder of an uploaded zipped data set, unpacked once per distinct upload."""
+    return _extract_zip(digest(data), data)

@@ -1,0 +1,68 @@
+"""Segment photos: upload, pick models, compare their masks side by side, download."""
+
+import io
+
+import streamlit as st
+
+from garbseg import ui
+from garbseg.models import list_models
+from garbseg.uploads import IMAGE_TYPES, MAX_PHOTO_SIDE, UploadError, decode_photo
+from garbseg.viz import legend_html, mask_to_png
+from garbseg.zoo import UNTRAINED
+
+settings = ui.page_setup("Segment")
+st.title("Segment photos")
+
+files = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True, key="segment_photos",
+                         help=f"Any size, colour mode and orientation; larger than {MAX_PHOTO_SIDE} px is scaled down.")
+
+with st.container(border=True):
+    primary = ui.model_picker("segment")
+    others = st.multiselect("Compare with", [m for m in list_models() if m != primary], format_func=ui.label,
+                            help="Each added model gets its own column.", key="segment_compare")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    alpha = c1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="segment_alpha")
+    style = c2.radio("Show", ["overlay", "mask", "outline"], horizontal=True, key="segment_style")
+    size_choice = c3.selectbox("Input size", ["model default", 224, 320, 512], key="segment_size",
+                               help="Square size the network sees; the mask is resized back to the photo.")
+
+models = [primary, *others]
+input_size = None if size_choice == "model default" else int(size_choice)
+classes = ui.classes_for_untrained(settings)
+
+if not files:
+    st.info("Upload one or more photos (jpg, png, webp, bmp) to segment them.")
+
+for file in files or []:
+    try:
+        photo = decode_photo(file.name, file.getvalue())
+    except UploadError as exc:
+        ui.show_error(str(exc))
+        continue
+    st.subheader(file.name)
+    if photo.resized:
+        st.caption(f"{photo.original_size[0]}x{photo.original_size[1]} px, segmented at "
+                   f"{photo.image.width}x{photo.image.height} px")
+    columns = st.columns(len(models) + 1)
+    columns[0].image(photo.image, caption="photo", width="stretch")
+    for column, name in zip(columns[1:], models):
+        with column:
+            try:
+                result = ui.segment(photo, name, classes, input_size)
+            except Exception as exc:  # a model that fails must not take the page down
+                ui.show_error(f"{name} failed on {file.name}", exc)
+                continue
+            picture = result.render(photo.image, alpha=alpha, style=style)
+            status = "" if result.trained else f" - {UNTRAINED}"
+            st.image(picture, caption=f"{name}{status}", width="stretch")
+            st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms)")
+            st.html(legend_html(result.legend()))
+            mask_png, overlay_png = io.BytesIO(), io.BytesIO()
+            mask_to_png(result.mask, len(result.classes)).save(mask_png, format="PNG")
+            picture.save(overlay_png, format="PNG")
+            stem = file.name.rsplit(".", 1)[0]
+            st.download_button("Mask PNG", mask_png.getvalue(), f"{stem}_{name}_mask.png", "image/png",
+                               key=f"mask-{photo.digest}-{name}", width="stretch", on_click="ignore")
+            st.download_button(f"{style.capitalize()} PNG", overlay_png.getvalue(), f"{stem}_{name}_{style}.png",
+                               "image/png", key=f"overlay-{photo.digest}-{name}", width="stretch",
+                               on_click="ignore")

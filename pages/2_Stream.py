@@ -1,0 +1,128 @@
+"""Video and webcam: annotate an uploaded video (progress, preview, mp4 download) or a live camera."""
+
+import tempfile
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from garbseg import ui
+from garbseg.uploads import VIDEO_TYPES, UploadError, decode_photo, digest, save_upload
+from garbseg.video import LiveSegmenter, VideoError, segment_video
+from garbseg.viz import frame_latency_figure, legend_html
+
+settings = ui.page_setup("Stream")
+st.title("Video and webcam")
+
+with st.container(border=True):
+    name = ui.model_picker("stream")
+    c1, c2 = st.columns(2)
+    alpha = c1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="stream_alpha")
+    style = c2.radio("Show", ["overlay", "mask", "outline"], horizontal=True, key="stream_style")
+classes = ui.classes_for_untrained(settings)
+predictor = ui.get_predictor(name, classes)
+
+video_tab, webcam_tab = st.tabs(["Video file", "Webcam"])
+
+with video_tab:
+    upload = st.file_uploader("Video", type=VIDEO_TYPES, key="video_upload")
+    c1, c2, c3 = st.columns(3)
+    stride = c1.number_input("Frame stride", 1, 60, 2, key="video_stride", help="Segment every n-th frame; the output keeps the "
+                             "source's duration at source FPS / stride.")
+    max_side = c2.selectbox("Max frame size (longer side, px)", [320, 480, 640, 960, 1280], index=1,
+                            key="video_max_side")
+    max_frames = c3.number_input("Stop after (segmented frames, 0 = whole video)", 0, 100_000, 150,
+                                 key="video_max_frames")
+    start = st.button("Segment video", type="primary", disabled=upload is None, key="video_start")
+
+    if upload is not None and start:
+        data = upload.getvalue()
+        job_key = (digest(data), name, stride, max_side, max_frames, alpha, style)
+        bar = st.progress(0.0, text="starting")
+        preview = st.empty()
+        shown = [0.0]  # when the preview was last refreshed: redrawing every frame would flood the browser
+
+        def on_frame(event):
+            total = event.expected or event.index + 1
+            bar.progress(min(1.0, (event.index + 1) / total),
+                         text=f"frame {event.index + 1}/{total} - {event.latency_ms:.0f} ms")
+            if time.perf_counter() - shown[0] > 0.3:
+                preview.image(event.frame, caption="live preview", width=480)
+                shown[0] = time.perf_counter()
+
+        try:
+            src = save_upload(data, upload.name)
+            dst = Path(tempfile.mkdtemp(prefix="garbseg-video-")) / f"{Path(upload.name).stem}_segmented.mp4"
+            report = segment_video(src, dst, predictor, stride=int(stride), max_side=int(max_side), alpha=alpha,
+                                   style=style, max_frames=int(max_frames) or None, on_frame=on_frame)
+            st.session_state["video_result"] = {"key": job_key, "name": upload.name, "report": report,
+                                                "mp4": dst.read_bytes(), "model": ui.label(name)}
+        except (UploadError, VideoError) as exc:
+            st.session_state.pop("video_result", None)
+            ui.show_error(str(exc))
+        finally:
+            bar.empty()
+            preview.empty()
+
+    result = st.session_state.get("video_result")
+    if result and upload is not None and result["key"][0] == digest(upload.getvalue()):
+        report = result["report"]
+        st.subheader(f"{result['name']} - {result['model']}")
+        if not report.browser_playable:
+            st.warning("No H.264 encoder here: the video is MPEG-4 (mp4v); download it to play it.")
+        if report.truncated:
+            st.warning("The stream is damaged; segmentation stopped at the last readable frame.")
+        st.video(result["mp4"])
+        summary = report.summary()
+        m = st.columns(4)
+        m[0].metric("Frames segmented", f"{summary['frames_segmented']} / {summary['frames_read']} read")
+        m[1].metric("Achieved FPS", f"{summary['achieved_fps']:.1f}", help="decode + segment + encode, wall clock")
+        m[2].metric("Latency p50", f"{summary['latency_p50_ms']:.0f} ms")
+        m[3].metric("Output", f"{summary['size']} @ {summary['output_fps']:.1f} fps")
+        st.plotly_chart(frame_latency_figure(report.latencies_ms), key="frame_latency")
+        st.download_button("Download annotated mp4", result["mp4"], f"{Path(result['name']).stem}_segmented.mp4",
+                           "video/mp4", on_click="ignore")
+    elif upload is None:
+        st.info("Upload a video (mp4, mov, avi, webm), then press *Segment video*.")
+
+
+
+def snapshot_fallback():
+    shot = st.camera_input("Snapshot", key="snapshot")
+    if shot is None:
+        return
+    try:
+        photo = decode_photo("snapshot", shot.getvalue())
+    except UploadError as exc:
+        ui.show_error(str(exc))
+        return
+    result = ui.segment(photo, name, classes)
+    st.image(result.render(photo.image, alpha=alpha, style=style),
+             caption=f"{ui.label(name)} - {result.total_ms:.0f} ms", width=640)
+    st.html(legend_html(result.legend()))
+
+
+with webcam_tab:
+    try:
+        from streamlit_webrtc import WebRtcMode, webrtc_streamer
+        webrtc_error = None
+    except Exception as exc:  # the package or its native parts are missing: offer snapshots only
+        webrtc_error = exc
+    modes = ["Live (WebRTC)", "Single snapshot"] if webrtc_error is None else ["Single snapshot"]
+    mode = st.radio("Camera mode", modes, horizontal=True, key="camera_mode")
+    if webrtc_error is not None:
+        st.info(f"Live video is unavailable here ({webrtc_error}); take single snapshots instead.")
+
+    if mode == "Live (WebRTC)":
+        segmenter = st.session_state.setdefault("live_segmenter", LiveSegmenter(predictor))
+        # The callback runs in WebRTC's thread and reads these on every frame.
+        segmenter.predictor, segmenter.alpha, segmenter.style = predictor, alpha, style
+        st.caption("The frame rate and per-frame latency are drawn in the top-left corner of the video.")
+        try:
+            webrtc_streamer(key="live", mode=WebRtcMode.SENDRECV, video_frame_callback=segmenter.av_callback,
+                            media_stream_constraints={"video": True, "audio": False}, async_processing=True)
+        except Exception as exc:  # no WebRTC session in this server: fall back to snapshots
+            ui.show_error("Live video is unavailable in this session; take single snapshots instead.", exc)
+            snapshot_fallback()
+    else:
+        snapshot_fallback()

@@ -1,0 +1,143 @@
+"""Screenshot every page of the running app with headless Chromium (for reviews and docs).
+
+Starts ``streamlit run app.py`` on a free port, uploads a real photo on Segment, runs a small
+benchmark, and writes one PNG per page. Usage:
+
+    python scripts/app_screenshots.py --out /tmp/shots [--photo IMG] [--compare MODEL ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(port: int, env: dict | None = None) -> subprocess.Popen:
+    """``streamlit run app.py`` in the background; returns once the health endpoint answers."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("streamlit did not start within 60 s")
+
+
+def wait_idle(page, timeout_ms: int = 180_000) -> None:
+    """Until Streamlit has rendered a page title and finished running the script."""
+    page.wait_for_selector("h1", timeout=timeout_ms)
+    page.wait_for_timeout(500)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    page.wait_for_timeout(700)
+
+
+def snap(page, path: Path) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main container, so grow the viewport
+    to the content's height first."""
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                           "[data-testid=stMainBlockContainer]')].map(e => e.scrollHeight), 800)")
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 8000)})
+    page.wait_for_timeout(800)  # charts re-layout after the resize
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": width, "height": 1100})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="/tmp/shots")
+    parser.add_argument("--photo", default=None, help="photo to upload (default: first shared val image)")
+    parser.add_argument("--compare", nargs="*", default=["mobilenet_v2-lraspp", "resnet50-deeplabv3"])
+    parser.add_argument("--bench-models", nargs="*", default=["mobilenet_v3_large-lraspp", "mobilenet_v2-lraspp"])
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    from garbseg.data import DEFAULT_DATA_DIR
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = Path(args.photo) if args.photo else sorted((DEFAULT_DATA_DIR / "val" / "images").glob("*.jpg"))[0]
+    port = free_port()
+    app = start_app(port, {"GARBSEG_CACHE": str(out / "cache")})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+
+            page.goto(base)
+            wait_idle(page)
+            snap(page, out / "home.png")
+
+            page.goto(f"{base}/segment")
+            wait_idle(page)
+            if args.compare:
+                box = page.get_by_role("combobox", name="Compare with")  # the multiselect's input
+                for name in args.compare:
+                    box.click()
+                    page.get_by_role("option", name=name, exact=False).first.click()
+                    wait_idle(page)
+                page.keyboard.press("Escape")
+            t0 = time.perf_counter()
+            page.locator("input[type=file]").set_input_files(str(photo))
+            n_images = 1 + 1 + len(args.compare)
+            page.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= {n_images}",
+                                   timeout=180_000)
+            print(f"upload -> {n_images - 1} overlays: {time.perf_counter() - t0:.2f} s")
+            wait_idle(page)
+            snap(page, out / "segment.png")
+
+            page.goto(f"{base}/stream")
+            wait_idle(page)
+            snap(page, out / "stream.png")
+
+            page.goto(f"{base}/benchmark")
+            wait_idle(page)
+            chips = page.locator("[data-testid=stMultiSelect]").first.locator("[aria-label^='Remove ']")
+            for label in [c.get_attribute("aria-label") for c in chips.all()]:
+                if not any(f"Remove {name}" in label for name in args.bench_models):
+                    page.locator(f"[aria-label='{label}']").click()  # inside a form: no rerun yet
+            page.get_by_role("spinbutton", name="Max images").fill("3")
+            page.get_by_role("spinbutton", name="Timed runs").fill("5")
+            page.get_by_role("button", name="Run benchmark").click()
+            page.wait_for_selector("[data-testid=stAlertContentSuccess]", timeout=300_000)
+            wait_idle(page)
+            snap(page, out / "benchmark.png")
+
+            page.goto(f"{base}/models")
+            wait_idle(page)
+            snap(page, out / "models.png")
+            browser.close()
+    finally:
+        app.terminate()
+        app.wait(10)
+    print(f"screenshots in {out}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,276 @@
+"""Every page of the Streamlit app, driven headless with streamlit.testing.v1.AppTest.
+
+Checkpoints and the results cache point at temp folders, so the tests neither depend on nor touch
+what the training job writes into checkpoints/; one fixture ships a tiny checkpoint to cover the
+"with weights" paths too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import garbseg.checkpoints as checkpoints
+import garbseg.results as results
+from conftest import REAL_DATA, make_yolo_set, requires_real_data
+from garbseg.checkpoints import make_metadata, random_model, save_checkpoint
+from garbseg.zoo import DEFAULT_CLASSES, UNTRAINED
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = "mobilenet_v3_large-lraspp"  # the default pick: smallest and fastest
+OTHER = "mobilenet_v2-lraspp"
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory) -> Path:
+    """A checkpoint folder where only FAST ships, with metadata like the training job writes."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    loaded = random_model(FAST, DEFAULT_CLASSES)
+    meta = make_metadata(loaded.model, classes=DEFAULT_CLASSES, input_size=224, model_kwargs={"output_stride": 16},
+                         trained=True, recipe={"epochs": 3, "lr": 0.001, "batch_size": 8},
+                         data={"name": "garbage-seg/train", "train_images": 349},
+                         metrics={"miou": 0.4321, "pixel_accuracy": 0.8, "precision": 0.7, "recall": 0.8,
+                                  "num_images": 60, "per_class_iou": {c: 0.4 for c in DEFAULT_CLASSES}},
+                         epoch=3, train_seconds=12.5)
+    save_checkpoint(folder / f"{FAST}.safetensors", loaded.model, meta)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No shipped checkpoints and a private results cache, unless a test asks for weights."""
+    empty = tmp_path / "no-checkpoints"
+    empty.mkdir()
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", empty)
+    monkeypatch.setattr(results, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("GARBSEG_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def with_weights(tiny_checkpoints, monkeypatch):
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tiny_checkpoints)
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def real_photo() -> Path:
+    return sorted((REAL_DATA / "val" / "images").glob("*.jpg"))[0]
+
+
+# ----------------------------------------------------------------------------- home
+
+
+@requires_real_data
+def test_home_lists_models_and_the_configured_data():
+    at = open_app()
+    assert_clean(at)
+    assert at.title[0].value.startswith("garbseg")
+    table = at.dataframe[0].value
+    assert len(table) == 9 and set(table["weights"]) == {UNTRAINED}
+    text = " ".join(m.value for m in at.markdown)
+    assert "0 of 9 models" in text and "garbage-seg" in text and "val: 60" in text
+
+
+def test_home_marks_shipped_weights_and_reports_a_bad_data_folder(with_weights, tmp_path):
+    at = open_app()
+    table = at.dataframe[0].value
+    assert table.set_index("model").loc[FAST, "weights"] == f"{FAST}.safetensors"
+    assert "1 of 9 models" in " ".join(m.value for m in at.markdown)
+    at.sidebar.text_input[0].set_value(str(tmp_path / "nowhere")).run()
+    assert_clean(at)
+    assert any("cannot be used" in e and "does not exist" in e for e in errors(at))
+
+
+def test_sidebar_settings_survive_page_switches():
+    at = open_app()
+    at.sidebar.number_input[0].set_value(1).run()
+    at.switch_page("pages/4_Models.py").run()
+    assert at.sidebar.number_input[0].value == 1
+    assert_clean(at)
+
+
+# ----------------------------------------------------------------------------- segment
+
+
+@requires_real_data
+def test_segment_real_photo_gives_one_overlay_per_chosen_model():
+    at = open_app("pages/1_Segment.py")
+    assert_clean(at)
+    photo = real_photo()
+    at.file_uploader(key="segment_photos").upload(photo.name, photo.read_bytes(), "image/jpeg")
+    at.multiselect(key="segment_compare").set_value([OTHER])
+    at.run()
+    assert_clean(at)
+    assert not errors(at)
+    captions = [c for image in at.image for c in image.captions]
+    assert captions == ["photo", f"{FAST} - {UNTRAINED}", f"{OTHER} - {UNTRAINED}"]
+    assert [b.label for b in at.download_button] == ["Mask PNG", "Overlay PNG"] * 2
+    timings = [m.value for m in at.markdown if m.value.startswith("**") and " ms**" in m.value]
+    assert len(timings) == 2
+
+    at.radio(key="segment_style").set_value("outline").run()  # display change: masks come from the cache
+    assert_clean(at)
+    assert [b.label for b in at.download_button] == ["Mask PNG", "Outline PNG"] * 2
+
+
+def test_segment_bad_upload_shows_an_error_and_keeps_the_good_one(with_weights):
+    at = open_app("pages/1_Segment.py")
+    good = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (80, 60), (90, 140, 200)).save(good, format="PNG")
+    uploader = at.file_uploader(key="segment_photos")
+    uploader.upload("broken.jpg", b"\xff\xd8\xff not really a jpeg", "image/jpeg")
+    uploader.upload("fine.png", good.getvalue(), "image/png")
+    at.run()
+    assert_clean(at)
+    assert len(errors(at)) == 1 and "broken.jpg" in errors(at)[0] and "not an image" in errors(at)[0]
+    # The trained model carries no "untrained" mark.
+    assert [c for image in at.image for c in image.captions] == ["photo", FAST]
+
+
+# ----------------------------------------------------------------------------- stream
+
+
+def tiny_video(frames: int = 4) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            rgb = np.full((48, 64, 3), 40 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def test_stream_segments_an_uploaded_video_and_offers_the_mp4():
+    at = open_app("pages/2_Stream.py")
+    assert_clean(at)
+    at.file_uploader(key="video_upload").upload("clip.mp4", tiny_video(), "video/mp4")
+    at.number_input(key="video_stride").set_value(1)
+    at.run()
+    at.button(key="video_start").click().run()
+    assert_clean(at)
+    assert not [e for e in errors(at) if "Live video" not in e]
+    assert len(at.get("video")) == 1
+    assert [m.value for m in at.metric][:1] == ["4 / 4 read"]
+    assert any(s["layout"]["title"]["text"] == "Per-frame latency" for s in plotly_specs(at))
+    assert [b.label for b in at.download_button] == ["Download annotated mp4"]
+    # The webcam tab falls back to a snapshot when WebRTC has no session (as under AppTest).
+    assert len(at.camera_input) == 1
+
+
+def test_stream_unreadable_video_shows_an_error():
+    at = open_app("pages/2_Stream.py")
+    at.file_uploader(key="video_upload").upload("holiday.mp4", b"\x00\x01 not a video at all" * 50, "video/mp4")
+    at.run()
+    at.button(key="video_start").click().run()
+    assert_clean(at)
+    assert any("holiday.mp4" in e and "not a video" in e for e in errors(at))
+    assert len(at.get("video")) == 0
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def run_benchmark(at: AppTest, *, source: str = "configured folder", archive: bytes | None = None) -> AppTest:
+    at.multiselect(key="bench_models").set_value([FAST])
+    at.number_input(key="bench_runs").set_value(3)
+    at.number_input(key="bench_warmup").set_value(1)
+    at.number_input(key="bench_max_images").set_value(2)
+    at.radio(key="bench_source").set_value(source)
+    if archive is not None:
+        at.file_uploader(key="bench_zip").upload("set.zip", archive, "application/zip")
+    at.button[0].click()  # the form's submit button
+    return at.run()
+
+
+@requires_real_data
+def test_benchmark_on_real_images_gives_table_scatter_and_persisted_results(tmp_path):
+    at = open_app("pages/3_Benchmark.py")
+    assert any("No results yet" in i.value for i in at.info)
+    run_benchmark(at)
+    assert_clean(at)
+    assert not errors(at)
+    assert "2 images of garbage-seg/val" in at.success[0].value
+    table = at.dataframe[0].value
+    assert list(table["model"]) == [FAST] and table.loc[0, "size"] == 224 and table.loc[0, "num_images"] == 2
+    titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
+    assert titles[:2] == ["Speed vs accuracy", "IoU per class"] and "Latency of each timed run (batch 1)" in titles
+    scatter = plotly_specs(at)[0]
+    assert scatter["data"][0]["name"] == f"measured here - {UNTRAINED}"
+    assert [b.label for b in at.download_button] == ["CSV", "JSON", "HTML report"]
+
+    saved = json.loads((tmp_path / "cache" / "bench_results.json").read_text())
+    assert [r["model"] for r in saved] == [FAST] and len(saved[0]["latency_samples_ms"]) == 3
+    restarted = open_app("pages/3_Benchmark.py")  # a new session reads the file
+    assert list(restarted.dataframe[0].value["model"]) == [FAST]
+    assert len(plotly_specs(restarted)) >= 3
+
+
+def zip_of(folder: Path, prefix: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, prefix + path.relative_to(folder).as_posix())
+    return buf.getvalue()
+
+
+def test_benchmark_on_an_uploaded_zip(tmp_path):
+    data = make_yolo_set(tmp_path / "set", n_train=1, n_val=3, size=48)
+    at = run_benchmark(open_app("pages/3_Benchmark.py"), source="uploaded zip", archive=zip_of(data, "export/"))
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    assert "2 images of export/val" in at.success[0].value
+    heatmap = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"] == "IoU per class")
+    assert heatmap["data"][0]["x"] == ["background", "red", "blue"]  # the zip's classes, not the default 7
+
+
+def test_benchmark_bad_zip_shows_an_error_not_a_trace():
+    at = run_benchmark(open_app("pages/3_Benchmark.py"), source="uploaded zip", archive=b"PK\x03\x04 broken")
+    assert_clean(at)
+    assert any("Cannot open the labelled set" in e and "not a zip" in e for e in errors(at))
+    assert not at.success
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_model_cards_read_checkpoint_metadata(with_weights):
+    at = open_app("pages/4_Models.py")
+    assert_clean(at)
+    labels = [e.label for e in at.expander]
+    assert labels.count(FAST) == 1 and sum(UNTRAINED in label for label in labels) == 8
+    text = " ".join(m.value for m in at.markdown)
+    assert "Initialisation" in text and "garbage-seg/train" in text and "mobilenet_v3_large backbone" in text
+    assert {m.label: m.value for m in at.metric}["miou"] == "0.432"

@@ -1,0 +1,99 @@
+"""End to end in a real browser: `streamlit run app.py`, headless Chromium, upload a photo, see the overlay.
+
+Uses the system Chromium (Playwright must not download its own); skipped where it is missing.
+Run with ``pytest -m browser``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REAL_DATA, requires_real_data
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    requires_real_data,
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "GARBSEG_CACHE": str(tmp_path_factory.mktemp("cache")),
+           "GARBSEG_CHECKPOINTS": str(tmp_path_factory.mktemp("no-checkpoints"))}
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 45
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail(f"streamlit did not start (log: {log.name})")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def test_upload_on_segment_page_shows_the_overlay(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{app_url}/segment")
+    page.get_by_role("heading", name="Segment photos").wait_for(timeout=60_000)
+    photo = sorted((REAL_DATA / "val" / "images").glob("*.jpg"))[0]
+    t0 = time.perf_counter()
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    # The photo itself, then one overlay captioned with the default model's name.
+    overlay = page.locator("[data-testid=stImage]").filter(has_text="mobilenet_v3_large-lraspp")
+    overlay.locator("img").wait_for(timeout=60_000)
+    elapsed = time.perf_counter() - t0
+    assert page.locator("[data-testid=stImage] img").count() == 2
+    assert "untrained (random weights)" in overlay.inner_text()
+    assert page.locator("[data-testid=stException]").count() == 0
+    natural = overlay.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert min(natural) > 100  # a real picture was delivered, not a broken-image icon
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "segment_upload.png"), full_page=True)
+    print(f"upload -> overlay: {elapsed:.1f} s")
+    page.close()

@@ -1,0 +1,162 @@
+"""Pure figure and picture functions of garbseg.viz, and the HTML report built from them."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from garbseg.report import build_report, results_table, standard_figures
+from garbseg.viz import (PAPER_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
+                         latency_distribution_figure, legend_html, legend_rows, pareto_front, per_class_iou_figure,
+                         row_label, speed_accuracy_figure)
+from garbseg.zoo import UNTRAINED
+
+CLASSES = ["background", "glass", "metal"]
+
+
+def make_row(model, fps, miou, *, trained=True, size=224, per_class=None):
+    latency = 1000.0 / fps
+    return {
+        "model": model, "runtime": "torch", "size": size, "threads": 2, "trained": trained, "params": 1000,
+        "gflops": 1.5, "size_mb": 4.0, "latency_p50_ms": latency, "latency_p95_ms": latency * 1.2, "fps": fps,
+        "latency_samples_ms": [latency * f for f in (0.9, 1.0, 1.1, 1.3)], "miou": miou,
+        "per_class_iou": per_class or {"background": 0.9, "glass": None, "metal": miou},
+        "precision": 0.8, "recall": 0.7, "pixel_accuracy": 0.7, "num_images": 3, "dataset": "set/val",
+        "confusion_matrix": [[8, 1, 1], [0, 0, 0], [2, 0, 6]], "cpu": "test cpu",
+    }
+
+
+# ----------------------------------------------------------------------------- Pareto front
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_points():
+    # (fps, miou): C is beaten by B on both; E ties D on fps but is worse on mIoU.
+    xs = [10, 5, 4, 1, 1]
+    ys = [0.3, 0.5, 0.45, 0.7, 0.6]
+    assert pareto_front(xs, ys) == [3, 1, 0]  # ordered along x: D (1), B (5), A (10)
+
+
+def test_pareto_front_minimising_x_for_latency():
+    latency = [100, 200, 50, 300]
+    miou = [0.5, 0.6, 0.4, 0.55]
+    # Lower latency is better: 50/0.4, 100/0.5, 200/0.6 all survive; 300/0.55 is beaten by 200/0.6.
+    assert pareto_front(latency, miou, maximize_x=False) == [2, 0, 1]
+
+
+def test_pareto_front_ignores_missing_values_and_keeps_duplicates():
+    assert pareto_front([1, None, 3, 3], [0.5, 0.9, float("nan"), 0.2]) == [0, 3]
+    assert pareto_front([2, 2], [0.5, 0.5]) == [0, 1]  # equal points do not dominate each other
+    assert pareto_front([], []) == []
+
+
+# ----------------------------------------------------------------------------- legend
+
+
+def test_legend_rows_give_colour_name_and_share_largest_first():
+    mask = np.zeros((10, 10), np.uint8)
+    mask[:, :3] = 2  # 30% metal
+    mask[0, 9] = 1  # 1% glass
+    rows = legend_rows(mask, CLASSES)
+    assert [r["name"] for r in rows] == ["background", "metal", "glass"]
+    assert rows[1]["share"] == pytest.approx(0.30)
+    assert rows[1]["colour"] == colour_hex(3)[2]
+    assert "metal" in legend_html(rows) and "30.0%" in legend_html(rows)
+    absent = legend_rows(np.zeros((4, 4), np.uint8), CLASSES)
+    assert [r["name"] for r in absent] == ["background"]
+
+
+def test_legend_html_escapes_class_names():
+    rows = [{"colour": "#000000", "name": "<b>x</b>", "share": 1.0}]
+    assert "<b>x</b>" not in legend_html(rows) and "&lt;b&gt;" in legend_html(rows)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_speed_accuracy_figure_has_measured_untrained_front_and_reference_series():
+    rows = [make_row("fast", 40, 0.3), make_row("slow", 5, 0.6), make_row("bad", 4, 0.2),
+            make_row("random", 60, 0.01, trained=False), {**make_row("no-data", 50, 0.0), "miou": None}]
+    reference = [{"model": "paper-model", "fps": 300.0, "miou": 0.7, "hardware": "A100"}]
+    fig = speed_accuracy_figure(rows, speed="fps", reference=reference)
+    traces = {t.name: t for t in fig.data}
+    assert set(traces) == {"measured here", f"measured here - {UNTRAINED}", "Pareto front (measured)", PAPER_SERIES}
+    assert list(traces["measured here"].text) == ["fast", "slow", "bad"]  # the row without mIoU is left out
+    # Front over measured points only (the paper point must not hide measured ones); "bad" is dominated.
+    assert list(traces["Pareto front (measured)"].x) == [5, 40, 60]
+    assert "A100" in traces[PAPER_SERIES].hovertext[0]
+    assert fig.layout.xaxis.type == "log"  # 4 .. 300 FPS spans far more than one decade
+
+
+def test_speed_accuracy_latency_axis_and_no_reference():
+    rows = [make_row("a", 10, 0.5), make_row("b", 20, 0.4)]
+    fig = speed_accuracy_figure(rows, speed="latency")
+    assert "Latency" in fig.layout.xaxis.title.text
+    measured = next(t for t in fig.data if t.name == "measured here")
+    assert list(measured.x) == pytest.approx([100.0, 50.0])
+    assert PAPER_SERIES not in {t.name for t in fig.data}
+    assert "<b>a (224 px)</b>" in measured.hovertext[0] and "0.500" in measured.hovertext[0]
+    with pytest.raises(ValueError):
+        speed_accuracy_figure(rows, speed="speed")
+
+
+def test_per_class_iou_heatmap_blanks_undefined_classes():
+    rows = [make_row("a", 10, 0.5), make_row("b", 20, 0.4, trained=False)]
+    fig = per_class_iou_figure(rows)
+    heat = fig.data[0]
+    assert list(heat.x) == CLASSES
+    assert list(heat.y) == [row_label(rows[0]), row_label(rows[1])]
+    assert UNTRAINED in heat.y[1]
+    assert np.isnan(heat.z[0][1]) and heat.z[1][2] == pytest.approx(0.4)
+
+
+def test_confusion_matrix_figure_normalises_rows_and_keeps_counts():
+    fig = confusion_matrix_figure([[8, 1, 1], [0, 0, 0], [2, 0, 6]], CLASSES)
+    heat = fig.data[0]
+    assert heat.z[0] == pytest.approx([0.8, 0.1, 0.1])
+    assert np.isnan(heat.z[1]).all()  # a class with no true pixels has no row share
+    assert heat.customdata[2][0] == 2
+    assert heat.text[2][2] == "75%"
+
+
+def test_latency_distribution_one_trace_per_row_with_samples():
+    rows = [make_row("a", 10, 0.5), {**make_row("b", 20, 0.4), "latency_samples_ms": []}]
+    box = latency_distribution_figure(rows)
+    assert [t.type for t in box.data] == ["box"] and list(box.data[0].y) == rows[0]["latency_samples_ms"]
+    assert latency_distribution_figure(rows, kind="violin").data[0].type == "violin"
+
+
+def test_frame_latency_figure_plots_latency_and_rolling_fps():
+    fig = frame_latency_figure([100.0] * 12 + [50.0] * 10, window=10)
+    latency, fps = fig.data
+    assert len(latency.y) == 22
+    assert fps.y[0] == pytest.approx(10.0) and fps.y[-1] == pytest.approx(20.0)
+    assert fps.yaxis == "y2"
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def test_html_report_is_self_contained_and_holds_every_chart():
+    rows = [make_row("alpha-model", 10, 0.5), make_row("beta-model", 20, 0.4, trained=False)]
+    figures = standard_figures(rows)
+    titles = [t for t, _ in figures]
+    assert titles[:4] == ["Speed vs accuracy (FPS)", "Speed vs accuracy (latency)", "IoU per class",
+                          "Latency distribution"]
+    assert sum(t.startswith("Confusion matrix") for t in titles) == 2
+    page = build_report(rows, figures, title="Test <report>")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "Test &lt;report&gt;" in page
+    assert not re.search(r"<script[^>]+src=[\"']https?:", page), "must not load scripts from the network"
+    assert page.count("Plotly.newPlot") == len(figures)
+    assert len(page) > 1_000_000  # plotly.js itself is embedded once...
+    assert page.count("plotly.js v") < 3  # ...not once per figure
+    assert "alpha-model" in page and "test cpu" in page
+
+
+def test_results_table_rounds_for_reading():
+    table = results_table([make_row("a", 3.0, 0.123456)])
+    assert table.loc[0, "miou"] == pytest.approx(0.123)
+    assert table.loc[0, "latency_p50_ms"] == pytest.approx(333.3)
+    assert "latency_samples_ms" not in table.columns
