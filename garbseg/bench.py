@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .checkpoints import LoadedModel
@@ -31,7 +32,7 @@ RESULT_COLUMNS = [
     "model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
     "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms",
     "miou", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
-    "dataset", "cpu", "checkpoint",
+    "dataset", "cpu", "checkpoint", "parity_agreement", "parity_passed", "int8_miou_delta", "runtime_details",
 ]
 
 
@@ -121,35 +122,91 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 4, progress: bo
 
 
 def bench_model(loaded: LoadedModel, *, size: int = 224, threads: int | None = None, warmup: int = 5,
-                runs: int = 20, dataset=None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """One results row for the eager torch runtime: cost, latency and (with ``dataset``) accuracy."""
+                runs: int = 20, dataset=None, progress: Callable[[int, int], None] | None = None,
+                runtime: str = "torch", data_dir=None, torch_ms: float | None = None,
+                log: Callable[[str], None] | None = None) -> dict:
+    """One results row: cost, latency and (with ``dataset``) accuracy of ``loaded`` on ``runtime``.
+
+    ``runtime`` is what was asked for (``auto`` included); ``resolved_runtime`` what ran after
+    ``auto`` and any fallback. ``speedup_vs_torch`` is ``torch_ms`` (eager p50 measured in the same
+    run, see :func:`bench_runtimes`) over this row's p50.
+    """
     threads = threads or default_threads()
     model = loaded.model.eval()
-    x = torch.randn(1, 3, size, size)
-    with torch_threads(threads), torch.inference_mode():
-        samples = time_calls(lambda: model(x), warmup=warmup, runs=runs, progress=progress)
+    with torch_threads(threads):
+        predictor = Predictor(loaded, size, runtime=runtime, threads=threads, data_dir=data_dir, log=log)
+        x = torch.randn(1, 3, size, size)
+        samples = time_calls(lambda: predictor.logits(x), warmup=warmup, runs=runs, progress=progress)
+        preprocess_ms = float(np.median(time_calls(lambda: predictor.preprocess([_SAMPLE_IMAGE]), warmup=2, runs=10)))
+        checks = _check_columns(loaded, predictor, data_dir, log) if predictor.engine is not None else {}
+    summary = percentile_summary(samples)
+    if torch_ms is None and predictor.resolved_runtime == "torch":
+        torch_ms = summary["latency_p50_ms"]
     row = {
         "model": loaded.name,
-        "runtime": "torch",
-        "resolved_runtime": "torch",
+        "runtime": runtime,
+        "resolved_runtime": predictor.resolved_runtime,
         "size": size,
         "threads": threads,
         "trained": bool(loaded.meta.get("trained", loaded.path is not None)),
         "params": count_parameters(model),
-        "gflops": round(count_gflops(model, size), 3),
+        "gflops": _cached_gflops(loaded, size),
         "size_mb": file_size_mb(loaded.path),
-        **percentile_summary(samples),
-        "speedup_vs_torch": 1.0,
+        **summary,
+        "speedup_vs_torch": round(torch_ms / summary["latency_p50_ms"], 3) if torch_ms else None,
+        "preprocess_ms": round(preprocess_ms, 3),
         "latency_samples_ms": samples,
         "cpu": cpu_name(),
         "checkpoint": str(loaded.path) if loaded.path else None,
     }
+    row.update(checks)
     if dataset is not None:
         with torch_threads(threads):
-            metrics = evaluate(Predictor(loaded, size), dataset, progress=False)
+            metrics = evaluate(predictor, dataset, progress=False)
         row.update({k: metrics[k] for k in ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy",
                                             "num_images", "dataset", "confusion_matrix")})
     return row
+
+
+# A 640x640 photo-sized image for the preprocessing column (the size of the shared data set's images).
+_SAMPLE_IMAGE = Image.fromarray(np.random.default_rng(0).integers(0, 256, (640, 640, 3), dtype=np.uint8))
+
+
+def _cached_gflops(loaded: LoadedModel, size: int) -> float:
+    # Counting runs the model once under a flop counter; one count per model and size is enough.
+    cache = loaded.__dict__.setdefault("_gflops", {})
+    if size not in cache:
+        cache[size] = round(count_gflops(loaded.model, size), 3)
+    return cache[size]
+
+
+def _check_columns(loaded: LoadedModel, predictor: Predictor, data_dir, log) -> dict:
+    """Agreement with eager (and the int8 mIoU change) from the runtime's cached check."""
+    from .runtimes import check_engine
+
+    check = check_engine(loaded, predictor.engine, data_dir=data_dir, log=log)
+    return {"parity_agreement": check.get("agreement"), "parity_passed": check.get("passed"),
+            "int8_miou_delta": check.get("miou_delta"), "runtime_details": predictor.engine.details or None}
+
+
+def bench_runtimes(loaded: LoadedModel, runtimes: list[str], *, size: int = 224, threads: int | None = None,
+                   warmup: int = 5, runs: int = 20, dataset=None, data_dir=None,
+                   log: Callable[[str], None] | None = None) -> list[dict]:
+    """One row per runtime for one model, with ``speedup_vs_torch`` against eager measured first in
+    this same run (also when ``torch`` itself is not among ``runtimes``: then no torch row)."""
+    rows, torch_ms = {}, None
+    order = ["torch"] + [r for r in runtimes if r != "torch"]
+    for runtime in order:
+        if runtime == "torch" and "torch" not in runtimes:
+            base = bench_model(loaded, size=size, threads=threads, warmup=min(warmup, 2), runs=max(5, runs // 2))
+            torch_ms = base["latency_p50_ms"]
+            continue
+        row = bench_model(loaded, size=size, threads=threads, warmup=warmup, runs=runs, dataset=dataset,
+                          runtime=runtime, data_dir=data_dir, torch_ms=torch_ms, log=log)
+        if runtime == "torch":
+            torch_ms = row["latency_p50_ms"]
+        rows[runtime] = row
+    return [rows[r] for r in runtimes]
 
 
 def rows_to_frame(rows: list[dict]):
@@ -169,7 +226,7 @@ def write_results(rows: list[dict], path: str | Path) -> Path:
         path.write_text(json.dumps(rows, indent=2))
     else:
         frame = rows_to_frame(rows).drop(columns=["latency_samples_ms", "confusion_matrix"], errors="ignore")
-        for col in ("per_class_iou",):
+        for col in ("per_class_iou", "runtime_details"):
             if col in frame:
                 frame[col] = frame[col].map(lambda v: json.dumps(v) if isinstance(v, dict) else v)
         frame.to_csv(path, index=False)

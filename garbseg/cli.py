@@ -12,6 +12,10 @@ DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder wi
              "an image+mask folder set, or a COCO JSON (default: $GARBSEG_DATA or ../shared/data/garbage-seg)")
 
 
+RUNTIME_HELP = ("inference runtime: torch (eager), torch-opt, onnx, onnx-int8, openvino, openvino-bf16, "
+                "openvino-int8, or auto (the fastest one that agrees with eager on this machine; chosen once, cached).")
+
+
 class CLIError(Exception):
     """An error to print as one line, without a traceback."""
 
@@ -80,11 +84,14 @@ def cmd_eval(args) -> None:
     with torch_threads(args.threads):
         metrics = evaluate(predictor, dataset, batch_size=args.batch_size, progress=not args.json)
     metrics["model"] = predictor.loaded.name
+    metrics["runtime"] = args.runtime
+    metrics["resolved_runtime"] = predictor.resolved_runtime
     metrics["checkpoint"] = str(predictor.loaded.path)
     if args.json:
         _print_json(metrics)
         return
-    print(f"{metrics['model']} on {metrics['dataset']} ({metrics['num_images']} images)")
+    print(f"{metrics['model']} on {metrics['dataset']} ({metrics['num_images']} images, "
+          f"runtime {metrics['resolved_runtime']})")
     print(f"mIoU {metrics['miou']:.4f}  pixel accuracy {metrics['pixel_accuracy']:.4f}  "
           f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}")
     rows = [{"class": c, "iou": metrics["per_class_iou"][c], "precision": metrics["per_class_precision"][c],
@@ -97,7 +104,9 @@ def cmd_predict(args) -> None:
     from .infer import Predictor
     from .viz import mask_to_png, overlay
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.size)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
+                                          log=_stderr_log)
+    print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     n = len(predictor.classes)
@@ -120,10 +129,31 @@ def cmd_predict(args) -> None:
         raise CLIError("no image could be read")
 
 
+def _runtime_list(text: str) -> list[str]:
+    from .runtimes import parse_runtimes
+
+    try:
+        return parse_runtimes(text)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _one_runtime(text: str) -> str:
+    names = _runtime_list(text)
+    if len(names) != 1:
+        raise CLIError(f"one runtime please, not {len(names)} ({text})")
+    return names[0]
+
+
+def _stderr_log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def cmd_bench(args) -> None:
-    from .bench import bench_model, write_results
+    from .bench import bench_runtimes, write_results
     from .checkpoints import load_checkpoint, random_model, shipped_checkpoint
 
+    runtimes = _runtime_list(args.runtime)
     dataset = _open_data(args.data, args.split) if args.data else None
     loaded_models = []
     for ref in args.checkpoint or []:
@@ -136,25 +166,40 @@ def cmd_bench(args) -> None:
             from .models import parse_model_name
 
             parse_model_name(name)
-            classes = dataset.classes if dataset else ["background"] + [f"class_{i}" for i in range(1, 7)]
+            classes = dataset.classes if dataset else _default_classes()
             print(f"note: {name} has no shipped checkpoint; timing random weights (trained=false)", file=sys.stderr)
             loaded_models.append(random_model(name, classes, args.size))
     rows = []
     for loaded in loaded_models:
-        row = bench_model(loaded, size=args.size, threads=args.threads, warmup=args.warmup, runs=args.runs,
-                          dataset=dataset)
-        rows.append(row)
-        if not args.json:
-            print(f"{row['model']}: p50 {row['latency_p50_ms']:.1f} ms, p95 {row['latency_p95_ms']:.1f} ms, "
-                  f"{row['fps']:.1f} FPS" + (f", mIoU {row['miou']:.4f}" if "miou" in row else ""), file=sys.stderr)
+        model_rows = bench_runtimes(loaded, runtimes, size=args.size, threads=args.threads, warmup=args.warmup,
+                                    runs=args.runs, dataset=dataset, data_dir=args.data,
+                                    log=None if args.json else _stderr_log)
+        for row in model_rows:
+            rows.append(row)
+            if not args.json:
+                ran = row["resolved_runtime"] + (f" (asked {row['runtime']})" if row["runtime"] != row["resolved_runtime"] else "")
+                print(f"{row['model']} on {ran}: p50 {row['latency_p50_ms']:.1f} ms, p95 {row['latency_p95_ms']:.1f} ms, "
+                      f"{row['fps']:.1f} FPS, {row['speedup_vs_torch'] or float('nan'):.2f}x torch"
+                      + (f", mIoU {row['miou']:.4f}" if "miou" in row else ""), file=sys.stderr)
     if args.out:
         write_results(rows, args.out)
     if args.json:
         _print_json([{k: v for k, v in r.items() if k != "latency_samples_ms"} for r in rows])
     else:
-        cols = ["model", "runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
-                "latency_p50_ms", "latency_p95_ms", "fps"] + (["miou", "precision", "recall"] if dataset else [])
+        cols = ["model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
+                "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "parity_agreement",
+                "int8_miou_delta"] + (["miou", "precision", "recall"] if dataset else [])
         print(_table(rows, cols))
+
+
+def _default_classes() -> list[str]:
+    """The shared data set's classes when it is there (so int8 checks can measure mIoU), else placeholders."""
+    from .data import DEFAULT_DATA_DIR, load_dataset
+
+    try:
+        return list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
+    except Exception:
+        return ["background"] + [f"class_{i}" for i in range(1, 7)]
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -233,11 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--runtime", default="auto", help=RUNTIME_HELP + " (default auto)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="measure latency, cost and accuracy", description=(
         "Batch-1 latency (median and p95 after warm-up), FPS, parameters, GFLOPs and file size; with "
-        "--data also mIoU, per-class IoU, precision and recall. One row per model."))
+        "--data also mIoU, per-class IoU, precision and recall. One row per model and runtime."))
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--checkpoint", nargs="+", help="checkpoint files or run folders")
     group.add_argument("--model", action="append", help="model name (repeatable); uses its shipped "
@@ -248,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--data", help="labelled data for accuracy columns; " + DATA_HELP)
     p.add_argument("--split", default="val", help="split inside a data root (default val)")
+    p.add_argument("--runtime", default="torch", help=RUNTIME_HELP + " Comma list: one row per model and "
+                   "runtime, each with speedup_vs_torch against eager measured in the same run (default torch)")
     p.add_argument("--out", help="also write the table to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=cmd_bench)

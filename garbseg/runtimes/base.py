@@ -1,0 +1,73 @@
+"""What every runtime is: a callable from a normalised ``N x 3 x S x S`` float32 batch to logits.
+
+Pre- and post-processing stay in :mod:`garbseg.infer`, shared by all runtimes, so a runtime only
+has to agree with the eager model on the network itself. File-based runtimes are compiled for
+batch 1 at one size (what real-time use needs, and the fastest plan); larger batches run image by
+image.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..checkpoints import LoadedModel
+
+
+class RuntimeUnavailable(RuntimeError):
+    """This runtime cannot run here: a package is missing, or export/compilation failed."""
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class BuildContext:
+    """What a runtime needs to build itself for one model."""
+
+    loaded: LoadedModel
+    size: int
+    threads: int
+    data_dir: Path | None = None  # labelled data set root: train images calibrate int8 runtimes
+    log: Callable[[str], None] = field(default=lambda msg: None)
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+
+class Engine:
+    """Base class: ``engine(batch) -> logits`` (``torch.Tensor`` in and out, float32, CPU)."""
+
+    name = "?"
+
+    def __init__(self, ctx: BuildContext):
+        self.size = ctx.size
+        self.threads = ctx.threads
+        self.details: dict = {}  # what was built (variant, files), shown in benchmark rows
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_input(self, batch: torch.Tensor) -> None:
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != (3, self.size, self.size):
+            raise ValueError(f"{self.name} runtime expects N x 3 x {self.size} x {self.size}, got {tuple(batch.shape)}")
+
+
+class ArrayEngine(Engine):
+    """An engine whose backend takes one ``1 x 3 x S x S`` float32 numpy array at a time."""
+
+    def run_one(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.check_input(batch)
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        outs = [self.run_one(array[i : i + 1]) for i in range(array.shape[0])]
+        return torch.from_numpy(outs[0] if len(outs) == 1 else np.concatenate(outs))

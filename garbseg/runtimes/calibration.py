@@ -1,0 +1,48 @@
+"""Real images for int8 calibration (train split) and for checks against the eager model (val split).
+
+Images go through the same preprocessing as :class:`garbseg.infer.Predictor`, so calibration sees
+exactly the activations the runtime will see in use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import BuildContext, RuntimeUnavailable
+
+CALIBRATION_IMAGES = 128  # train images used to set int8 ranges, spread evenly over the split
+
+
+def split_images(data_dir: Path | None, split: str) -> list[Path]:
+    """Image files of ``split`` in a YOLO-style data root (sorted, so runs are reproducible)."""
+    if data_dir is None:
+        return []
+    try:
+        from ..data import load_dataset
+
+        return list(load_dataset(data_dir, split).image_paths)
+    except Exception:  # a missing or unreadable data set means "no images", not a crash
+        return []
+
+
+def preprocess_paths(paths: list[Path], ctx: BuildContext) -> list[np.ndarray]:
+    """``1 x 3 x S x S`` float32 arrays, preprocessed as the Predictor does."""
+    from ..data import load_image
+    from ..infer import prepare_image
+
+    meta = ctx.loaded.meta
+    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
+    return [prepare_image(load_image(p), ctx.size, mean, std)[None] for p in paths]
+
+
+def calibration_arrays(ctx: BuildContext, limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Preprocessed train images, evenly spread over the split; raises when there are none."""
+    paths = split_images(ctx.data_dir, "train")
+    if not paths:
+        raise RuntimeUnavailable(f"int8 needs calibration images: no train split under {ctx.data_dir}")
+    if len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    ctx.log(f"calibrating on {len(paths)} train images")
+    return preprocess_paths(paths, ctx)
