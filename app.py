@@ -30,12 +30,15 @@ def home() -> None:
     st.subheader("Models")
     entries = zoo()
     trained = [e for e in entries if e.trained]
-    st.write(f"{len(trained)} of {len(entries)} models have shipped weights."
-             + ("" if trained else f" The others run as **{UNTRAINED}**: useful for timing, not for masks."))
+    untrained_note = f" The others run as **{UNTRAINED}**: fine for timing, not for masks." if len(trained) < len(
+        entries) else ""
+    st.write(f"{len(trained)} of {len(entries)} models have shipped weights.{untrained_note}")
     st.dataframe(
         [{"model": e.name, "backbone": e.backbone, "head": e.head,
-          "weights": e.checkpoint.name if e.trained else UNTRAINED} for e in entries],
-        hide_index=True, width="stretch",
+          "weights": e.checkpoint.name if e.trained else UNTRAINED,
+          "recorded mIoU": ui.recorded_miou(e.name, e.checkpoint)}
+         for e in entries],
+        hide_index=True,
     )
 
     st.subheader("Labelled data")

@@ -7,6 +7,7 @@ accuracy (and said so), one failing model not stopping the others, and one overa
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,17 @@ class SuiteResult:
     problems: list[str] = field(default_factory=list)
 
 
+def supported_runtimes() -> list[str]:
+    """Runtimes ``bench_model`` can measure: just eager torch until it takes ``runtime=``."""
+    if "runtime" not in inspect.signature(bench_model).parameters:
+        return ["torch"]
+    try:
+        from .runtimes import RUNTIMES
+    except ImportError:
+        return ["torch"]
+    return list(RUNTIMES)
+
+
 def open_eval_set(path: str | Path, split: str | None = None, max_images: int | None = None) -> SegmentationDataset:
     """A labelled set for evaluation: ``split`` (default: val-like) of ``path``, first ``max_images`` only."""
     if not available_splits(path):
@@ -37,12 +49,15 @@ def open_eval_set(path: str | Path, split: str | None = None, max_images: int | 
 
 def run_suite(names: list[str], get_model: Callable[[str], LoadedModel], *, size: int = 224,
               threads: int | None = None, warmup: int = 3, runs: int = 10,
-              dataset: SegmentationDataset | None = None, progress: ProgressFn | None = None) -> SuiteResult:
-    """Benchmark every model in ``names``; ``get_model(name)`` supplies the loaded model."""
+              dataset: SegmentationDataset | None = None, runtimes: list[str] | None = None,
+              progress: ProgressFn | None = None) -> SuiteResult:
+    """Benchmark every model in ``names`` on every runtime; ``get_model(name)`` supplies the loaded model."""
     result = SuiteResult()
     report = progress or (lambda fraction, text: None)
-    for i, name in enumerate(names):
-        report(i / len(names), f"{name}: loading")
+    jobs = [(name, runtime) for name in names for runtime in (runtimes or ["torch"])]
+    for i, (name, runtime) in enumerate(jobs):
+        title = name if runtime == "torch" else f"{name} on {runtime}"
+        report(i / len(jobs), f"{title}: loading")
         try:
             loaded = get_model(name)
             data = dataset
@@ -52,15 +67,16 @@ def run_suite(names: list[str], get_model: Callable[[str], LoadedModel], *, size
                     "timed only, no accuracy")
                 data = None
 
-            def step(done: int, total: int, i=i, name=name, data=data) -> None:
-                text = f"{name}: timed run {done}/{total}"
+            def step(done: int, total: int, i=i, title=title, data=data) -> None:
+                text = f"{title}: timed run {done}/{total}"
                 if done == total and data is not None:
-                    text = f"{name}: evaluating on {len(data)} images"
-                report((i + (0.8 if data is not None else 1.0) * done / total) / len(names), text)
+                    text = f"{title}: evaluating on {len(data)} images"
+                report((i + (0.8 if data is not None else 1.0) * done / total) / len(jobs), text)
 
+            extra = {} if runtime == "torch" else {"runtime": runtime}
             result.rows.append(bench_model(loaded, size=size, threads=threads, warmup=warmup, runs=runs,
-                                           dataset=data, progress=step))
+                                           dataset=data, progress=step, **extra))
         except Exception as exc:  # one broken model must not hide the others' results
-            result.problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            result.problems.append(f"{title}: {type(exc).__name__}: {exc}")
     report(1.0, "done")
     return result

@@ -15,7 +15,8 @@ from .zoo import UNTRAINED
 # Recipe fields worth showing first; the rest of the recipe follows in the card's full listing.
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "weight_decay", "size", "resize",
                "aux_loss", "bf16", "seed")
-METRIC_KEYS = ("miou", "pixel_accuracy", "precision", "recall", "num_images")
+METRIC_LABELS = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", "precision": "precision (weighted)",
+                 "recall": "recall (weighted)", "num_images": "validation images"}
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -53,7 +54,7 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
     card["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
     card["recipe_full"] = recipe
     metrics = meta.get("metrics", {})
-    card["metrics"] = {k: metrics[k] for k in METRIC_KEYS if metrics.get(k) is not None}
+    card["metrics"] = {label: metrics[k] for k, label in METRIC_LABELS.items() if metrics.get(k) is not None}
     card["per_class_iou"] = metrics.get("per_class_iou", {})
     card["training_metrics"] = meta.get("training_metrics")
     card["provenance"] = {k: meta[k] for k in ("epoch", "train_seconds", "device", "commit", "torch_version",

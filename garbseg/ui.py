@@ -22,7 +22,8 @@ from .model_card import model_card as build_model_card
 from .segment import Segmentation, segment_image
 from .results import load_results, results_path, save_results
 from .uploads import digest, extract_dataset_zip
-from .zoo import BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, is_trained, load_for_app, model_label
+from .zoo import (BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, default_model, is_trained,
+                  load_for_app, model_label)
 
 _PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir"}  # setting -> session key
 
@@ -115,7 +116,8 @@ def _load_model(name: str, checkpoint: str | None, mtime: float | None, classes:
     loaded = load_for_app(name, Path(checkpoint) if checkpoint else None, list(classes))
     # One throw-away prediction: the first call pays one-off kernel setup, which would otherwise
     # be billed to whichever model happens to run first on the Segment page.
-    Predictor(loaded).predict(Image.new("RGB", (64, 64)))
+    size = int(loaded.meta.get("input_size", 224))
+    Predictor(loaded).predict(Image.new("RGB", (size, size)))
     return loaded
 
 
@@ -147,9 +149,9 @@ def segment(photo, name: str, classes: list[str], input_size: int | None = None)
     return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size)
 
 
-def model_picker(key: str, default: str = "mobilenet_v3_large-lraspp") -> str:
-    """Two pickers (backbone, head) that compose ``<backbone>-<head>``."""
-    backbone_default, head_default = default.rsplit("-", 1)
+def model_picker(key: str) -> str:
+    """Two pickers (backbone, head) that compose ``<backbone>-<head>``; they start on a trained model."""
+    backbone_default, head_default = default_model().rsplit("-", 1)
     left, right = st.columns(2)
     backbones, heads = list(BACKBONES), list(HEADS)
     backbone = left.selectbox("Backbone", backbones, index=backbones.index(backbone_default), key=f"{key}_backbone")
@@ -169,6 +171,16 @@ def model_card(name: str, checkpoint: Path | None) -> dict:
     """A model's card from its checkpoint metadata (re-read when the file changes)."""
     mtime = checkpoint.stat().st_mtime if checkpoint else None
     return _model_card(name, str(checkpoint) if checkpoint else None, mtime)
+
+
+def recorded_miou(name: str, checkpoint: Path | None) -> float | None:
+    """The validation mIoU a checkpoint recorded; None when untrained, not recorded or unreadable."""
+    if checkpoint is None:
+        return None
+    try:
+        return model_card(name, checkpoint).get("metrics", {}).get("mIoU")
+    except Exception:  # a damaged file is reported on the Models page, not here
+        return None
 
 
 # ----------------------------------------------------------------------------- benchmark results

@@ -20,7 +20,7 @@ from typing import Callable
 
 import av
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .viz import overlay
 
@@ -262,12 +262,11 @@ class LiveSegmenter:
 
 
 def draw_readout(rgb: np.ndarray, text: str) -> np.ndarray:
-    """``text`` in white on a dark box in the top-left corner."""
-    import cv2
-
-    out = np.ascontiguousarray(rgb).copy()
-    scale = max(0.4, out.shape[1] / 900)
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
-    cv2.putText(out, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+    """``text`` in white on a dark box in the top-left corner (a new array; the input is untouched)."""
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(12, image.width // 40))
+    left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
+    draw.rectangle((0, 0, right + 6, bottom + 6), fill=(0, 0, 0))
+    draw.text((6, 4), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)

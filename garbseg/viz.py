@@ -175,7 +175,7 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
         if part:
             fig.add_trace(go.Scatter(
                 x=[r[key] for r in part], y=[r["miou"] for r in part], mode="markers+text", name=name,
-                text=[r["model"] for r in part], textposition="top center",
+                text=[r["model"] for r in part], textposition="top center", cliponaxis=False,
                 marker={"size": 11, "symbol": symbol}, hovertext=[_hover(r) for r in part], hoverinfo="text"))
     front = pareto_front([r[key] for r in measured], [r["miou"] for r in measured], maximize_x=higher_better)
     if len(front) > 1:
@@ -186,15 +186,16 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
     if ref:
         fig.add_trace(go.Scatter(
             x=[p[key] for p in ref], y=[p["miou"] for p in ref], mode="markers+text", name=PAPER_SERIES,
-            text=[p["model"] for p in ref], textposition="bottom center",
+            text=[p["model"] for p in ref], textposition="bottom center", cliponaxis=False,
             marker={"size": 11, "symbol": "diamond-open", "color": "#7f7f7f"},
             hovertext=[f"<b>{html.escape(p['model'])}</b><br>{html.escape(p.get('hardware', ''))} (published)"
                        f"<br>mIoU {p['miou']:.3f}" for p in ref], hoverinfo="text"))
     xs = [r[key] for r in measured] + [p[key] for p in ref]
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
     fig.update_layout(title="Speed vs accuracy", xaxis_title=axis_title, yaxis_title="mIoU",
-                      legend={"orientation": "h", "y": -0.2}, margin={"t": 50})
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 60, "l": 90, "r": 90})
     fig.update_xaxes(type="log" if log_x else "linear")
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 
@@ -251,13 +252,16 @@ def frame_latency_figure(latencies_ms: list[float], *, window: int = 10) -> go.F
     """Per-frame latency of a video run, with the FPS those latencies allow (rolling mean) on a 2nd axis."""
     lat = np.asarray(latencies_ms, dtype=float)
     frames = np.arange(1, lat.size + 1)
-    rolling = np.convolve(lat, np.ones(window) / window, mode="valid") if lat.size >= window else lat.cumsum() / frames
-    start = frames[-rolling.size:] if rolling.size else frames
+    # Mean of the last `window` latencies (fewer at the start, so the line begins at frame 1).
+    sums = np.concatenate([[0.0], np.cumsum(lat)])
+    starts = np.maximum(frames - window, 0)
+    rolling = (sums[frames] - sums[starts]) / (frames - starts)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=frames, y=lat, mode="lines+markers", name="latency (ms)", marker={"size": 4}))
-    fig.add_trace(go.Scatter(x=start, y=1000.0 / rolling, mode="lines", name=f"FPS (rolling {window} frames)",
+    fig.add_trace(go.Scatter(x=frames, y=1000.0 / rolling, mode="lines", name=f"FPS (rolling {window} frames)",
                              yaxis="y2"))
     fig.update_layout(title="Per-frame latency", xaxis_title="segmented frame", yaxis_title="ms",
-                      yaxis2={"title": "FPS", "overlaying": "y", "side": "right", "rangemode": "tozero"},
+                      yaxis2={"title": "FPS", "overlaying": "y", "side": "right", "rangemode": "tozero",
+                              "tickformat": ".1f", "showgrid": False},
                       legend={"orientation": "h", "y": -0.25})
     return fig

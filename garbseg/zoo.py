@@ -63,6 +63,12 @@ def default_selection(root: Path | None = None) -> list[str]:
     return trained_names(root) or [e.name for e in zoo(root)]
 
 
+def default_model(root: Path | None = None, preferred: str = "mobilenet_v3_large-lraspp") -> str:
+    """The model a picker starts on: ``preferred`` if it has weights, else the first that has, else ``preferred``."""
+    trained = trained_names(root)
+    return preferred if preferred in trained or not trained else trained[0]
+
+
 def load_for_app(name: str, checkpoint: Path | None, classes: list[str] | None = None,
                  input_size: int = 224) -> LoadedModel:
     """The shipped model, or (without a checkpoint) random weights for ``classes``."""
@@ -76,4 +82,4 @@ def is_trained(loaded: LoadedModel) -> bool:
 
 
 __all__ = ["BACKBONES", "HEADS", "DEFAULT_CLASSES", "UNTRAINED", "ZooEntry", "compose_name", "model_label",
-           "zoo", "trained_names", "default_selection", "load_for_app", "is_trained"]
+           "zoo", "trained_names", "default_selection", "default_model", "load_for_app", "is_trained"]

@@ -20,7 +20,11 @@ with st.container(border=True):
     alpha = c1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="stream_alpha")
     style = c2.radio("Show", ["overlay", "mask", "outline"], horizontal=True, key="stream_style")
 classes = ui.classes_for_untrained(settings)
-predictor = ui.get_predictor(name, classes)
+try:
+    predictor = ui.get_predictor(name, classes)
+except Exception as exc:  # e.g. a damaged checkpoint: say so and let the user pick another model
+    ui.show_error(f"Cannot load {name}; pick another model", exc)
+    st.stop()
 
 video_tab, webcam_tab = st.tabs(["Video file", "Webcam"])
 
@@ -72,13 +76,15 @@ with video_tab:
             st.warning("No H.264 encoder here: the video is MPEG-4 (mp4v); download it to play it.")
         if report.truncated:
             st.warning("The stream is damaged; segmentation stopped at the last readable frame.")
-        st.video(result["mp4"])
+        left, right = st.columns([3, 2])
+        left.video(result["mp4"])
         summary = report.summary()
-        m = st.columns(4)
-        m[0].metric("Frames segmented", f"{summary['frames_segmented']} / {summary['frames_read']} read")
-        m[1].metric("Achieved FPS", f"{summary['achieved_fps']:.1f}", help="decode + segment + encode, wall clock")
-        m[2].metric("Latency p50", f"{summary['latency_p50_ms']:.0f} ms")
-        m[3].metric("Output", f"{summary['size']} @ {summary['output_fps']:.1f} fps")
+        right.metric("Frames segmented", f"{summary['frames_segmented']} of {summary['frames_read']}")
+        right.metric("Achieved FPS", f"{summary['achieved_fps']:.1f}",
+                     help="segmented frames per second of wall clock: decode + segment + encode")
+        right.metric("Latency p50 / p95", f"{summary['latency_p50_ms']:.0f} / {summary['latency_p95_ms']:.0f} ms",
+                     help="segmentation + overlay of one frame")
+        right.caption(f"Output {summary['size']} at {summary['output_fps']:.2f} fps ({report.codec})")
         st.plotly_chart(frame_latency_figure(report.latencies_ms), key="frame_latency")
         st.download_button("Download annotated mp4", result["mp4"], f"{Path(result['name']).stem}_segmented.mp4",
                            "video/mp4", on_click="ignore")

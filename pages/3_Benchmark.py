@@ -3,7 +3,7 @@
 import streamlit as st
 
 from garbseg import ui
-from garbseg.bench_suite import open_eval_set, run_suite
+from garbseg.bench_suite import open_eval_set, run_suite, supported_runtimes
 from garbseg.models import list_models
 from garbseg.reference import PAPER_TABLE1
 from garbseg.report import build_report, results_table, standard_figures
@@ -25,6 +25,9 @@ with st.form("bench"):
     threads = c2.number_input("Threads", 1, 64, settings.threads, key="bench_threads")
     runs = c3.number_input("Timed runs", 3, 500, 10, key="bench_runs")
     warmup = c4.number_input("Warm-up runs", 0, 50, 3, key="bench_warmup")
+    choices = supported_runtimes()
+    runtimes = (st.multiselect("Runtimes", choices, default=["torch"], key="bench_runtimes")
+                if len(choices) > 1 else ["torch"])
     source = st.radio("Labelled set (for mIoU)", ["configured folder", "uploaded zip", "none (speed only)"],
                       horizontal=True, key="bench_source")
     c1, c2, c3 = st.columns([2, 1, 1])
@@ -57,7 +60,7 @@ if start:
         bar = st.progress(0.0, text="starting")
         classes = dataset.classes if dataset is not None else ui.classes_for_untrained(settings)
         outcome = run_suite(names, lambda name: ui.get_model(name, classes), size=int(size), threads=int(threads),
-                            warmup=int(warmup), runs=int(runs), dataset=dataset,
+                            warmup=int(warmup), runs=int(runs), dataset=dataset, runtimes=runtimes or ["torch"],
                             progress=lambda f, text: bar.progress(min(1.0, f), text=text))
         bar.empty()
         for problem in outcome.problems:

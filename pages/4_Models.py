@@ -31,17 +31,18 @@ for entry in entries:
             continue
         st.markdown(f"**Initialisation**: {card['initialisation']}")
         data = card["data"]
-        st.markdown("**Training data**: " + ", ".join(f"{k} {v}" for k, v in data.items()) if data else
-                    "**Training data**: not recorded")
+        st.markdown("**Training data**: " + ("; ".join(f"{k}: {v}" for k, v in data.items()) or "not recorded"))
         if card["metrics"]:
             cols = st.columns(len(card["metrics"]))
             for col, (key, value) in zip(cols, card["metrics"].items()):
                 col.metric(key, f"{value:.3f}" if isinstance(value, float) else value)
         left, right = st.columns(2)
         left.markdown("**Recipe**")
-        left.dataframe([{"setting": k, "value": str(v)} for k, v in card["recipe"].items()], hide_index=True)
-        right.markdown("**IoU per class**")
-        right.dataframe([{"class": k, "IoU": v} for k, v in card["per_class_iou"].items()], hide_index=True)
-        st.markdown("**Provenance**: " + ", ".join(f"{k} {v}" for k, v in card["provenance"].items()))
+        left.dataframe([{"setting": k, "value": str(v)} for k, v in card["recipe"].items()], hide_index=True,
+                       height=36 * (len(card["recipe"]) + 1))
+        right.markdown("**IoU per class** (validation)")
+        right.dataframe([{"class": k, "IoU": v} for k, v in card["per_class_iou"].items()], hide_index=True,
+                        height=36 * (len(card["per_class_iou"]) + 1))
+        st.markdown("**Provenance**: " + "; ".join(f"{k}: {v}" for k, v in card["provenance"].items()))
         with st.popover("Full recipe"):
             st.json(card["recipe_full"], expanded=False)

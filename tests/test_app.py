@@ -101,6 +101,7 @@ def test_home_marks_shipped_weights_and_reports_a_bad_data_folder(with_weights, 
     at = open_app()
     table = at.dataframe[0].value
     assert table.set_index("model").loc[FAST, "weights"] == f"{FAST}.safetensors"
+    assert table.set_index("model").loc[FAST, "recorded mIoU"] == pytest.approx(0.4321)
     assert "1 of 9 models" in " ".join(m.value for m in at.markdown)
     at.sidebar.text_input[0].set_value(str(tmp_path / "nowhere")).run()
     assert_clean(at)
@@ -182,7 +183,7 @@ def test_stream_segments_an_uploaded_video_and_offers_the_mp4():
     assert_clean(at)
     assert not [e for e in errors(at) if "Live video" not in e]
     assert len(at.get("video")) == 1
-    assert [m.value for m in at.metric][:1] == ["4 / 4 read"]
+    assert [m.value for m in at.metric][:1] == ["4 of 4"]
     assert any(s["layout"]["title"]["text"] == "Per-frame latency" for s in plotly_specs(at))
     assert [b.label for b in at.download_button] == ["Download annotated mp4"]
     # The webcam tab falls back to a snapshot when WebRTC has no session (as under AppTest).
@@ -273,4 +274,31 @@ def test_model_cards_read_checkpoint_metadata(with_weights):
     assert labels.count(FAST) == 1 and sum(UNTRAINED in label for label in labels) == 8
     text = " ".join(m.value for m in at.markdown)
     assert "Initialisation" in text and "garbage-seg/train" in text and "mobilenet_v3_large backbone" in text
-    assert {m.label: m.value for m in at.metric}["miou"] == "0.432"
+    assert {m.label: m.value for m in at.metric}["mIoU"] == "0.432"
+
+
+def test_a_damaged_checkpoint_is_reported_where_it_matters(tmp_path, monkeypatch):
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    (folder / f"{OTHER}.safetensors").write_bytes(b"\x00" * 64)  # e.g. a half-copied file
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", folder)
+    home = open_app()
+    assert_clean(home)
+    assert home.dataframe[0].value.set_index("model").loc[OTHER, "weights"] == f"{OTHER}.safetensors"
+    cards = open_app("pages/4_Models.py")
+    assert_clean(cards)
+    assert any(f"Cannot read the checkpoint of {OTHER}" in e for e in errors(cards))
+    stream = open_app("pages/2_Stream.py")
+    assert_clean(stream)
+    assert any(f"Cannot load {OTHER}" in e for e in errors(stream))
+    segment = open_app("pages/1_Segment.py")
+    photo = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(photo, format="PNG")
+    segment.file_uploader(key="segment_photos").upload("p.png", photo.getvalue(), "image/png")
+    segment.multiselect(key="segment_compare").set_value([FAST])
+    segment.run()
+    assert_clean(segment)
+    assert any(f"{OTHER} failed on p.png" in e for e in errors(segment))
+    assert [c for image in segment.image for c in image.captions] == ["photo", f"{FAST} - {UNTRAINED}"]

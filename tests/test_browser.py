@@ -79,6 +79,10 @@ def browser():
 
 def test_upload_on_segment_page_shows_the_overlay(app_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    # Home first: on a fresh server, Streamlit only learns the st.navigation pages from a first run,
+    # and a deep link before that shows a (harmless) "Page not found" dialog.
+    page.goto(app_url)
+    page.get_by_role("heading", name="garbseg - garbage segmentation").wait_for(timeout=60_000)
     page.goto(f"{app_url}/segment")
     page.get_by_role("heading", name="Segment photos").wait_for(timeout=60_000)
     photo = sorted((REAL_DATA / "val" / "images").glob("*.jpg"))[0]

@@ -130,8 +130,9 @@ def test_latency_distribution_one_trace_per_row_with_samples():
 def test_frame_latency_figure_plots_latency_and_rolling_fps():
     fig = frame_latency_figure([100.0] * 12 + [50.0] * 10, window=10)
     latency, fps = fig.data
-    assert len(latency.y) == 22
+    assert len(latency.y) == len(fps.y) == 22
     assert fps.y[0] == pytest.approx(10.0) and fps.y[-1] == pytest.approx(20.0)
+    assert fps.y[16] == pytest.approx(1000 / ((5 * 100 + 5 * 50) / 10))  # frames 8..17: half slow, half fast
     assert fps.yaxis == "y2"
 
 

@@ -1,0 +1,57 @@
+"""garbseg.bench_suite and garbseg.results: what the Benchmark page runs and keeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from garbseg.bench_suite import open_eval_set, run_suite, supported_runtimes
+from garbseg.checkpoints import random_model
+from garbseg.results import load_results, merge_rows, results_path, save_results
+
+FAST = "mobilenet_v3_large-lraspp"
+
+
+def test_suite_evaluates_matching_models_times_the_rest_and_survives_failures(tiny_data):
+    dataset = open_eval_set(tiny_data, max_images=2)
+    assert dataset.name.endswith("/val") and len(dataset) == 2
+    models = {FAST: random_model(FAST, dataset.classes, 64),
+              "mobilenet_v2-lraspp": random_model("mobilenet_v2-lraspp", ["background", "other"], 64)}
+
+    def get_model(name):
+        if name not in models:
+            raise RuntimeError("weights are damaged")
+        return models[name]
+
+    seen = []
+    outcome = run_suite([FAST, "mobilenet_v2-lraspp", "resnet50-fcn"], get_model, size=64, threads=1, warmup=0,
+                        runs=2, dataset=dataset, progress=lambda f, text: seen.append((f, text)))
+    assert [r["model"] for r in outcome.rows] == [FAST, "mobilenet_v2-lraspp"]
+    assert outcome.rows[0]["num_images"] == 2 and outcome.rows[0]["miou"] is not None
+    assert "miou" not in outcome.rows[1]  # classes differ from the data: timed only
+    assert len(outcome.problems) == 2
+    assert "differ from the data" in outcome.problems[0] and "weights are damaged" in outcome.problems[1]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("evaluating on 2 images" in text for _, text in seen)
+
+
+def test_supported_runtimes_always_include_torch():
+    assert supported_runtimes()[0] == "torch"
+
+
+def test_results_merge_replaces_same_measurement_and_keeps_others(tmp_path):
+    a = {"model": "a", "runtime": "torch", "size": 224, "threads": 2, "dataset": "d", "num_images": 3, "fps": 1}
+    b = {**a, "model": "b"}
+    a2 = {**a, "fps": 2}
+    a512 = {**a, "size": 512}
+    assert merge_rows([a, b], [a2, a512]) == [a2, b, a512]
+    path = save_results([a2, b], results_path(tmp_path))
+    assert load_results(path) == [a2, b]
+
+
+@pytest.mark.parametrize("content", ["", "{not json", '{"a": 1}', '[1, {"no_model": 1}]'])
+def test_unreadable_results_file_means_no_results(tmp_path, content):
+    path = tmp_path / "bench_results.json"
+    path.write_text(content)
+    assert load_results(path) == []
+    assert load_results(tmp_path / "missing.json") == []
