@@ -67,7 +67,7 @@ if start:
             st.warning(problem)
         if outcome.rows:
             ui.set_bench_rows(merge_rows(ui.bench_rows(), outcome.rows))
-            st.success(f"Measured {len(outcome.rows)} model(s)"
+            st.success(f"Measured {len(outcome.rows)} result row(s)"
                        + (f" on {len(dataset)} images of {dataset.name}." if dataset is not None else "."))
 
 rows = ui.bench_rows()
