@@ -57,7 +57,7 @@ def build_report(rows: list[dict], figures: list[tuple[str, go.Figure]], *, titl
         " percentile of timed runs after warm-up.</p>",
     ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes or []]
-    parts += ["<h2>Results</h2>", results_table_html(rows)]
+    parts += ["<h2>Results</h2>", f"<div style='overflow-x:auto'>{results_table_html(rows)}</div>"]
     for i, (heading, fig) in enumerate(figures):
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="480px"))
