@@ -14,12 +14,16 @@ Usage:
                                   [--runs-dir runs] [--pause-pid PID] [--out benchmarks/results/runtimes.json]
 
 --pause-pid stops another process (e.g. a training job) with SIGSTOP during each timed section only
-and resumes it (SIGCONT) right after, also on errors and Ctrl-C; preparation runs while it works.
+and resumes it (SIGCONT) right after, also on errors, Ctrl-C and SIGTERM; preparation runs while it
+works. Before each timed section the script also waits (up to 15 min) until no other process keeps
+the CPUs more than 25 % busy, because on a shared 2-core machine anything else running shows up
+in the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
 from garbseg.bench import bench_model, cpu_name, default_threads, torch_threads, write_results
 from garbseg.checkpoints import load_checkpoint, random_model, shipped_checkpoint
 from garbseg.data import DEFAULT_DATA_DIR, load_dataset
@@ -39,17 +45,59 @@ from garbseg.runtimes import ENGINES, RuntimeUnavailable, build_engine, check_en
 SINGLE_RUNTIMES = list(ENGINES)
 
 
+def cpu_busy(seconds: float = 0.5) -> float:
+    """Share of all CPUs' time spent busy over ``seconds`` (from /proc/stat; 0 where unavailable)."""
+    def sample():
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    if not a or not b or b[0] == a[0]:
+        return 0.0
+    return 1.0 - (b[1] - a[1]) / (b[0] - a[0])
+
+
+QUIET_BUSY = 0.25  # above this, someone else is computing: timings would measure them, not us
+QUIET_MAX_WAIT_S = 900
+
+
+def _resume(pid: int | None) -> None:
+    if pid:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
 @contextmanager
-def paused(pid: int | None):
-    """SIGSTOP ``pid`` for the block; SIGCONT afterwards whatever happens."""
-    if not pid:
-        yield
-        return
-    os.kill(pid, signal.SIGSTOP)
+def paused(pid: int | None, *, wait_for_quiet: bool = True):
+    """SIGSTOP ``pid`` for the block (SIGCONT afterwards whatever happens), and first wait until no
+    other process keeps the CPUs busy, so that the timings are ours."""
+    waited = 0.0
+    while True:
+        if pid:
+            os.kill(pid, signal.SIGSTOP)
+        busy = cpu_busy() if wait_for_quiet else 0.0
+        if busy < QUIET_BUSY or waited >= QUIET_MAX_WAIT_S:
+            break
+        _resume(pid)
+        if waited == 0:
+            log(f"CPUs {busy:.0%} busy with other work; waiting for quiet before timing")
+        time.sleep(15)
+        waited += 15
+    if busy >= QUIET_BUSY:
+        log(f"warning: timing while the CPUs are {busy:.0%} busy with other work")
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_resume(pid), sys.exit(143)))
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        _resume(pid)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def weights_for(name: str, classes: list[str], size: int, runs_dir: Path | None):
@@ -120,6 +168,8 @@ def main() -> None:
     parser.add_argument("--pause-pid", type=int, help="SIGSTOP this process during timed sections")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runtimes.json"))
     args = parser.parse_args()
+    if args.pause_pid:
+        atexit.register(_resume, args.pause_pid)  # whatever ends this script, the paused job goes on
     runtimes = [r for r in args.runtimes.split(",") if r]
     classes = list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
     print(f"machine: {cpu_name()}, {args.threads} threads; torch {torch.__version__}; "

@@ -69,7 +69,10 @@ def runtime_version(name: str) -> str:
     if name.startswith("openvino"):
         parts.append(f"openvino {_version('openvino')}")
     if name == "openvino-int8":
-        parts += [f"nncf {_version('nncf')}", f"calib {CALIBRATION_IMAGES}"]
+        from .openvino_engines import ACCURACY_IMAGES, INT8_MAX_DROP
+
+        parts += [f"nncf {_version('nncf')}", f"calib {CALIBRATION_IMAGES}",
+                  f"accuracy control {INT8_MAX_DROP} on {ACCURACY_IMAGES}"]
     if name == "onnx-int8":
         parts.append(f"calib {ORT_CALIBRATION_IMAGES}")
     return "; ".join(parts)

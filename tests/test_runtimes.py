@@ -1,0 +1,219 @@
+"""Runtimes agree with eager PyTorch, are cached by weights, and fall back instead of crashing.
+
+Small and fast on purpose: the tiny trained LR-ASPP at 64 px from conftest (trained weights make
+argmax parity meaningful), one ONNX export shared by the module. Speed is measured by
+benchmarks/runtimes.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from garbseg.checkpoints import load_checkpoint
+from garbseg.data import load_dataset, normalize_image
+from garbseg.infer import Predictor, prepare_image, upsample_argmax
+from garbseg.runtimes import build_engine, check_engine
+from garbseg.runtimes.cache import model_dir
+from garbseg.runtimes.checks import PARITY_THRESHOLD
+from garbseg.runtimes.onnx_export import onnx_path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 64
+has_ort = pytest.mark.skipif(not __import__("importlib").util.find_spec("onnxruntime"), reason="onnxruntime missing")
+has_ov = pytest.mark.skipif(not __import__("importlib").util.find_spec("openvino"), reason="openvino missing")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir(tmp_path_factory):
+    """A private cache for this module; one torch thread (the machine may be busy: OpenMP spins)."""
+    folder = tmp_path_factory.mktemp("garbseg_cache")
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GARBSEG_CACHE", str(folder))
+        torch.set_num_threads(1)
+        yield folder
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_run):
+    return load_checkpoint(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def val_images(tiny_data):
+    ds = load_dataset(tiny_data, "val")
+    return [ds.load_raw(i)[0] for i in range(len(ds))]
+
+
+def eager_vs(engine_name, loaded, images, tiny_data) -> float:
+    engine = build_engine(loaded, engine_name, size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    assert engine.name == engine_name
+    ref = Predictor(loaded, SIZE)
+    batch = ref.preprocess(images)
+    return float((engine(batch).argmax(1) == ref.logits(batch).argmax(1)).float().mean())
+
+
+# --- shared pre/post-processing -----------------------------------------------------------------
+
+def test_fast_preprocessing_matches_the_reference_transform(val_images):
+    big = val_images[0].resize((200, 150))
+    for image in (val_images[0], big):
+        fast = prepare_image(image, SIZE, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        ref = normalize_image(image, SIZE).numpy()
+        assert fast.shape == ref.shape and fast.dtype == np.float32
+        assert np.abs(fast - ref).max() <= 1.01 / 255 / 0.224  # at most one grey level apart
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (200, 150), (40, 30)])
+def test_fast_upsampling_matches_torch(height, width):
+    logits = torch.nn.functional.interpolate(torch.randn(1, 5, 8, 8) * 4, size=(SIZE, SIZE), mode="bilinear")
+    ref = torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    ref = ref[0].argmax(0).numpy()
+    assert (upsample_argmax(logits, height, width) == ref).mean() > 0.999
+
+
+# --- parity of float runtimes ---------------------------------------------------------------------
+
+def test_torch_opt_agrees_with_eager(loaded, val_images, tiny_data):
+    assert eager_vs("torch-opt", loaded, val_images, tiny_data) >= PARITY_THRESHOLD
+
+
+@has_ort
+def test_onnx_agrees_with_eager(loaded, val_images, tiny_data):
+    assert eager_vs("onnx", loaded, val_images, tiny_data) >= PARITY_THRESHOLD
+
+
+@has_ov
+def test_openvino_agrees_with_eager(loaded, val_images, tiny_data):
+    assert eager_vs("openvino", loaded, val_images, tiny_data) >= PARITY_THRESHOLD
+
+
+@has_ort
+def test_predictor_on_onnx_gives_the_eager_masks(loaded, val_images, tiny_data):
+    fast = Predictor(loaded, SIZE, runtime="onnx", threads=1, data_dir=str(tiny_data))
+    assert fast.resolved_runtime == "onnx"
+    for image in val_images:
+        assert (fast.predict(image) == Predictor(loaded, SIZE).predict(image)).mean() >= PARITY_THRESHOLD
+    assert fast.last_timing.total_ms > 0
+
+
+@has_ov
+def test_int8_check_measures_the_miou_change(loaded, tiny_data):
+    engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    result = check_engine(loaded, engine, data_dir=tiny_data)
+    assert {"eager_miou", "miou", "miou_delta", "passed", "agreement"} <= set(result)
+    assert result["miou_delta"] == pytest.approx(result["miou"] - result["eager_miou"])
+    # cached: the same answer without running anything
+    assert check_engine(loaded, engine, data_dir=tiny_data)["seconds"] == result["seconds"]
+
+
+# --- cache ------------------------------------------------------------------------------------------
+
+def test_cache_is_keyed_by_weights_content(loaded, tiny_run):
+    same = load_checkpoint(tiny_run)  # another object, same weights: same folder
+    assert model_dir(same) == model_dir(loaded)
+    changed = load_checkpoint(tiny_run)
+    with torch.no_grad():
+        next(changed.model.parameters()).add_(0.01)
+    assert model_dir(changed) != model_dir(loaded)
+
+
+@has_ort
+def test_changed_weights_are_exported_again(tiny_run, val_images, tiny_data):
+    model = load_checkpoint(tiny_run)
+    first = build_engine(model, "onnx", size=SIZE, threads=1, fallback=False)
+    with torch.no_grad():
+        for p in model.model.classifier.parameters():
+            p.mul_(-1.0)  # a visibly different model
+    second = build_engine(model, "onnx", size=SIZE, threads=1, fallback=False)
+    assert first.details["file"] != second.details["file"]
+    batch = Predictor(model, SIZE).preprocess(val_images)
+    eager = Predictor(model, SIZE).logits(batch)
+    assert torch.allclose(second(batch), eager, atol=1e-3)
+
+
+# --- fallback -------------------------------------------------------------------------------------
+
+def test_missing_onnxruntime_falls_back_with_a_warning(loaded, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    engine = build_engine(loaded, "onnx", size=SIZE, threads=1)
+    assert engine.name == "torch-opt"
+    assert "onnx runtime unavailable" in capsys.readouterr().err
+    assert engine(torch.zeros(1, 3, SIZE, SIZE)).shape[-2:] == (SIZE, SIZE)
+
+
+def test_missing_openvino_falls_back(loaded, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert build_engine(loaded, "openvino-int8", size=SIZE, threads=1).name == "torch-opt"
+    err = capsys.readouterr().err
+    assert "openvino-int8 runtime unavailable" in err and "falling back" in err
+
+
+@has_ort
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_damaged_cached_onnx_is_exported_again(loaded, val_images, tiny_data, damage):
+    build_engine(loaded, "onnx", size=SIZE, threads=1, fallback=False)
+    path = onnx_path(type("Ctx", (), {"loaded": loaded, "size": SIZE})())
+    if damage == "corrupt":
+        path.write_bytes(b"not an onnx file" * 10)
+    else:
+        path.unlink()
+    assert eager_vs("onnx", loaded, val_images, tiny_data) >= PARITY_THRESHOLD
+    assert path.is_file() and path.stat().st_size > 10_000
+
+
+@has_ov
+def test_corrupt_openvino_int8_file_is_rebuilt(loaded, tiny_data):
+    engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    xml = Path(engine.details["file"])
+    xml.write_text("<net broken")
+    again = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    assert again.name == "openvino-int8" and again(torch.zeros(1, 3, SIZE, SIZE)).shape[1] == len(loaded.classes)
+
+
+# --- auto -------------------------------------------------------------------------------------------
+
+@has_ort
+@has_ov
+def test_auto_chooses_once_and_caches_the_choice(loaded, tiny_data, monkeypatch):
+    engine = build_engine(loaded, "auto", size=SIZE, threads=1, data_dir=tiny_data)
+    choice = json.loads((model_dir(loaded) / f"auto-{SIZE}-t1.json").read_text())
+    assert choice["runtime"] == engine.name
+    assert all(c.get("usable") is not None for c in choice["candidates"].values())
+    import garbseg.runtimes as runtimes
+
+    monkeypatch.setattr(runtimes, "choose", lambda *a, **k: pytest.fail("the cached choice was not used"))
+    assert build_engine(loaded, "auto", size=SIZE, threads=1, data_dir=tiny_data).name == engine.name
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+
+@has_ort
+def test_cli_bench_rows_carry_runtime_and_speedup(tiny_run, tiny_data, cache_dir):
+    env = {**os.environ, "GARBSEG_CACHE": str(cache_dir)}
+    result = subprocess.run([sys.executable, "-m", "garbseg", "bench", "--checkpoint", str(tiny_run), "--size",
+                             str(SIZE), "--runtime", "torch,onnx", "--runs", "3", "--warmup", "1", "--threads", "1",
+                             "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["runtime"], r["resolved_runtime"]) for r in rows] == [("torch", "torch"), ("onnx", "onnx")]
+    assert rows[0]["speedup_vs_torch"] == 1.0
+    assert rows[1]["speedup_vs_torch"] == pytest.approx(rows[0]["latency_p50_ms"] / rows[1]["latency_p50_ms"], rel=1e-2)
+    assert rows[1]["parity_agreement"] >= PARITY_THRESHOLD and rows[1]["parity_passed"] is True
+
+
+def test_cli_rejects_unknown_runtimes(tiny_run):
+    result = subprocess.run([sys.executable, "-m", "garbseg", "bench", "--checkpoint", str(tiny_run),
+                             "--runtime", "torch,tensorrt"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "tensorrt" in result.stderr and "Traceback" not in result.stderr
