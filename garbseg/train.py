@@ -247,8 +247,9 @@ class Trainer:
         meta = {"classes": self.classes, "model": self.cfg.model, "input_size": self.cfg.size,
                 "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
         loaded = LoadedModel(self.model.eval(), meta, None)
-        with torch.autocast(self.cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
-            return evaluate(Predictor(loaded), self.val_set, batch_size=8, progress=False)
+        # Float32, as `garbseg eval` and the app run it: bf16 validation moved mIoU by ~0.02 on the
+        # 60-image val split, so the best epoch and recorded metrics must come from float32.
+        return evaluate(Predictor(loaded, runtime="torch"), self.val_set, batch_size=8, progress=False)
 
     def fit(self) -> dict:
         """Train the remaining epochs; return the last epoch's history entry."""
