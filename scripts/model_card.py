@@ -70,7 +70,7 @@ def rows() -> list[dict]:
 def render(table: list[dict]) -> str:
     lines = [HEADER, "## Summary", "",
              "| model | val mIoU | precision | recall | pixel acc. | params (M) | GFLOPs | size (MB) | input | "
-             "initialisation | epochs | training time | machine |",
+             "initialisation | epoch kept / run | training time to it | machine |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         if r["path"] is None:
@@ -80,7 +80,8 @@ def render(table: list[dict]) -> str:
         lines.append(
             f"| {r['model']} | **{fmt(m.get('miou'))}** | {fmt(m.get('precision'))} | {fmt(m.get('recall'))} | "
             f"{fmt(m.get('pixel_accuracy'))} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | {r['size_mb']:.1f} | "
-            f"{meta['input_size']} | {meta.get('backbone_init', '-')} | {meta.get('epoch', '-')} | "
+            f"{meta['input_size']} | {meta.get('backbone_init', '-')} | "
+            f"{meta.get('epoch', '-')} / {meta.get('recipe', {}).get('epochs', '-')} | "
             f"{hms(meta.get('train_seconds'))} | {meta.get('machine', meta.get('device', '-'))} |")
     trained = [r for r in table if r["path"] is not None]
     if trained:
@@ -102,6 +103,9 @@ def render(table: list[dict]) -> str:
             lines.append(f"| {r['model']} | {rec.get('epochs')} | {rec.get('lr')} | {rec.get('schedule')} | "
                          f"{rec.get('warmup_epochs')} | {rec.get('weight_decay')} | {rec.get('output_stride')} | "
                          f"{rec.get('seed')} | {str(r['meta'].get('commit'))[:12]} |")
+    lines += ["", "Training times are wall-clock on the machine named, which was shared with other work "
+              "(tests, benchmarks) during these runs: read them as upper bounds. Per-step times on an idle "
+              "machine are in benchmarks/README.md."]
     total = sum(r["size_mb"] for r in trained)
     lines += ["", f"Total size of the shipped files: {total:.1f} MB.", ""]
     return "\n".join(lines)
