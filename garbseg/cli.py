@@ -79,7 +79,8 @@ def cmd_eval(args) -> None:
     from .bench import evaluate, torch_threads
     from .infer import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.size)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
+                                          threads=args.threads)
     dataset = _open_data(args.data, args.split, args.skip_broken)
     with torch_threads(args.threads):
         metrics = evaluate(predictor, dataset, batch_size=args.batch_size, progress=not args.json)
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--skip-broken", action="store_true",
                    help="leave out unreadable images or labels with a warning instead of stopping")
+    p.add_argument("--runtime", default="torch", help=RUNTIME_HELP + " (default torch: the reference scores "
+                   "recorded in checkpoints; other runtimes show their own accuracy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
