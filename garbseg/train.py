@@ -208,7 +208,8 @@ class Trainer:
         save_checkpoint(self.out / "last.safetensors", self.model, meta)
         if is_best:
             save_checkpoint(self.out / "best.safetensors", self.model, meta)
-        (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+        history = json.dumps(self.history, indent=2)
+        atomic_write(self.out / "history.json", lambda tmp: tmp.write_text(history))
         # state.pt last: if we die before it, the epoch is simply redone on resume.
         atomic_write(self.out / STATE_FILE, lambda tmp: torch.save(self._state(), tmp))
 

@@ -94,9 +94,12 @@ def test_sigkill_mid_epoch_then_resume(tiny_data, tmp_path):
     time.sleep(0.3)  # into the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(_history(out))
+    # state.pt is written last: it says which epochs are complete. A kill while the epoch's other
+    # files were being written leaves them one epoch ahead, and that epoch is simply redone.
+    done = torch.load(out / "state.pt", weights_only=True)["epoch"]
     assert 2 <= done < 6
-    assert read_metadata(out / "last.safetensors")["epoch"] == done
+    assert read_metadata(out / "last.safetensors")["epoch"] in (done, done + 1)
+    assert len(_history(out)) in (done, done + 1)
 
     resumed = subprocess.run(_train_cmd(tiny_data, out, 6, "--resume"), cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=300)
