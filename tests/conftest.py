@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,16 @@ def make_yolo_set(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64, 
             coords = " ".join(f"{x:.5f} {y:.5f}" for x, y in poly)
             (root / split / "labels" / f"img{i}.txt").write_text(f"{cls} {coords}\n")
     return root
+
+
+def zip_folder(folder: Path, prefix: str = "") -> bytes:
+    """The files under ``folder`` as zip bytes, their names under ``prefix`` (as an upload would be)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, prefix + path.relative_to(folder).as_posix())
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import av
@@ -19,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import garbseg.checkpoints as checkpoints
 import garbseg.results as results
-from conftest import REAL_DATA, make_yolo_set, requires_real_data
+from conftest import REAL_DATA, make_yolo_set, requires_real_data, zip_folder
 from garbseg.checkpoints import make_metadata, random_model, save_checkpoint
 from garbseg.zoo import DEFAULT_CLASSES, UNTRAINED
 
@@ -238,18 +237,9 @@ def test_benchmark_on_real_images_gives_table_scatter_and_persisted_results(tmp_
     assert len(plotly_specs(restarted)) >= 3
 
 
-def zip_of(folder: Path, prefix: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, prefix + path.relative_to(folder).as_posix())
-    return buf.getvalue()
-
-
 def test_benchmark_on_an_uploaded_zip(tmp_path):
     data = make_yolo_set(tmp_path / "set", n_train=1, n_val=3, size=48)
-    at = run_benchmark(open_app("pages/3_Benchmark.py"), source="uploaded zip", archive=zip_of(data, "export/"))
+    at = run_benchmark(open_app("pages/3_Benchmark.py"), source="uploaded zip", archive=zip_folder(data, "export/"))
     assert_clean(at)
     assert not errors(at), errors(at)
     assert "2 images of export/val" in at.success[0].value

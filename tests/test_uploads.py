@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_yolo_set
+from conftest import make_yolo_set, zip_folder
 from garbseg.bench_suite import open_eval_set
 from garbseg.data import load_dataset
 from garbseg.uploads import UploadError, decode_photo, extract_dataset_zip, preferred_split, save_upload
@@ -57,15 +56,6 @@ def test_non_images_raise_upload_error_naming_the_file(data):
 
 
 # ----------------------------------------------------------------------------- zipped sets
-
-
-def zip_folder(folder: Path, prefix: str = "") -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, prefix + path.relative_to(folder).as_posix())
-    return buf.getvalue()
 
 
 def test_zip_with_a_wrapping_folder_opens_at_the_data_root(tmp_path):
