@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from garbseg.bench import cpu_name, default_threads, torch_threads  # noqa: E402
 from garbseg.data import DEFAULT_DATA_DIR, load_dataset, load_image  # noqa: E402
 from garbseg.infer import Predictor  # noqa: E402
-from garbseg.viz import overlay  # noqa: E402
+from garbseg.viz import overlay, palette  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtimes import paused, weights_for  # noqa: E402
@@ -37,7 +37,19 @@ def jpeg_frames(count: int = 8) -> list[bytes]:
     return [Path(p).read_bytes() for p in paths]
 
 
-def measure(predictor: Predictor, frames: list[bytes], n: int) -> dict[str, list[float]]:
+def integer_overlay(image, mask: np.ndarray, num_classes: int, *, alpha: float = 0.5):
+    """What ``viz.overlay(style="overlay")`` draws, in 8-bit fixed point instead of float32 (to
+    compare against; the library's overlay is garbseg.viz's). Differs by at most one grey level."""
+    from PIL import Image
+
+    rgb = np.asarray(image.convert("RGB"))
+    weight = int(round(alpha * 256))
+    colours = palette(num_classes)[np.minimum(mask, num_classes - 1)]
+    blended = ((rgb.astype(np.uint16) * (256 - weight) + colours.astype(np.uint16) * weight + 128) >> 8).astype(np.uint8)
+    return Image.fromarray(np.where((mask > 0)[..., None], blended, rgb))
+
+
+def measure(predictor: Predictor, frames: list[bytes], n: int, draw=overlay) -> dict[str, list[float]]:
     stages = {k: [] for k in ("decode", "preprocess", "model", "postprocess", "overlay", "frame")}
     classes = len(predictor.classes)
     for i in range(n):
@@ -47,7 +59,7 @@ def measure(predictor: Predictor, frames: list[bytes], n: int) -> dict[str, list
         t1 = time.perf_counter()
         mask = predictor.predict(image)
         t2 = time.perf_counter()
-        overlay(image, mask, classes)
+        draw(image, mask, classes)
         t3 = time.perf_counter()
         timing = predictor.last_timing
         stages["decode"].append((t1 - t0) * 1e3)
@@ -67,7 +79,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--runs-dir", type=Path)
-    parser.add_argument("--pause-pid", type=int, help="SIGSTOP this process while timing")
+    parser.add_argument("--overlay", choices=["viz", "integer"], default="viz",
+                        help="viz: garbseg.viz.overlay (default); integer: the fixed-point sketch in this file")
+    parser.add_argument("--pause-pid", type=int, nargs="+", help="SIGSTOP these processes while timing")
     args = parser.parse_args()
     classes = list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
     loaded = weights_for(args.model, classes, args.size, args.runs_dir)
@@ -75,14 +89,15 @@ def main() -> None:
     with torch_threads(args.threads):
         predictor = Predictor(loaded, args.size, runtime=args.runtime, threads=args.threads)
         with paused(args.pause_pid):
-            measure(predictor, frames, 10)  # warm-up
-            stages = measure(predictor, frames, args.frames)
+            draw = overlay if args.overlay == "viz" else integer_overlay
+            measure(predictor, frames, 10, draw)  # warm-up
+            stages = measure(predictor, frames, args.frames, draw)
     med = {k: float(np.median(v)) for k, v in stages.items()}
     p95 = float(np.percentile(stages["frame"], 95))
     print(f"machine: {cpu_name()}, {args.threads} threads")
     print(f"{args.model} ({'trained' if loaded.path else 'random weights'}) at {args.size} on "
           f"{predictor.resolved_runtime} (asked {args.runtime}); 640x640 JPEG in, 640x640 overlay out; "
-          f"{args.frames} frames")
+          f"{args.frames} frames; overlay: {args.overlay}")
     print("median ms: " + ", ".join(f"{k} {med[k]:.2f}" for k in ("decode", "preprocess", "model", "postprocess",
                                                                   "overlay")))
     print(f"frame: p50 {med['frame']:.2f} ms, p95 {p95:.2f} ms -> {1000 / med['frame']:.1f} FPS end to end "

@@ -1,8 +1,9 @@
 """Latency of every model on every runtime, with ratios taken in the same run.
 
 For each model and input size: prepare every runtime (export, int8 calibration, check against
-eager; all cached), then time each runtime at batch 1 (warm-up, then N runs; median and p95), then
-let ``auto`` choose and time it too. Prints one table per size plus the two ratios the issue asks
+eager; all cached), let ``auto`` choose, then time all of them, ``auto`` included, at batch 1 in
+several rounds (per round and runtime: warm-up, then a block of calls; samples pooled; median and
+p95), so that drifting load hits every runtime alike. Prints one table per size plus the two ratios the issue asks
 about: auto's speed-up over eager torch, and auto's p50 over the fastest single runtime's.
 
 Weights: checkpoints/<model>.safetensors when shipped, else (with --runs-dir) a training run's
@@ -11,9 +12,9 @@ is a weak test and int8 mIoU changes on them say little).
 
 Usage:
     python benchmarks/runtimes.py [--sizes 224 512] [--models NAME ...] [--runs 20] [--threads N]
-                                  [--runs-dir runs] [--pause-pid PID] [--out benchmarks/results/runtimes.json]
+                                  [--runs-dir runs] [--pause-pid PID ...] [--out benchmarks/results/runtimes.json]
 
---pause-pid stops another process (e.g. a training job) with SIGSTOP during each timed section only
+--pause-pid stops other processes (e.g. a training job) with SIGSTOP during each timed section only
 and resumes it (SIGCONT) right after, also on errors, Ctrl-C and SIGTERM; preparation runs while it
 works. Before each timed section the script also waits (up to 15 min) until no other process keeps
 the CPUs more than 25 % busy, because on a shared 2-core machine anything else running shows up
@@ -36,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from garbseg.bench import bench_model, cpu_name, default_threads, torch_threads, write_results
+from garbseg.bench import bench_runtimes, cpu_name, default_threads, torch_threads, write_results
 from garbseg.checkpoints import load_checkpoint, random_model, shipped_checkpoint
 from garbseg.data import DEFAULT_DATA_DIR, load_dataset
 from garbseg.models import list_models
@@ -52,7 +53,8 @@ def cpu_busy(seconds: float = 0.5) -> float:
             fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         except (OSError, ValueError):
             return None
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+        # Niced work (field 2) counts as idle: at nice 19 it gets ~1.5 % of a CPU next to our timing.
+        return sum(fields), fields[1] + fields[3] + fields[4]  # total, nice + idle + iowait
 
     a = sample()
     time.sleep(seconds)
@@ -66,37 +68,47 @@ QUIET_BUSY = 0.25  # above this, someone else is computing: timings would measur
 QUIET_MAX_WAIT_S = 900
 
 
-def _resume(pid: int | None) -> None:
-    if pid:
+def _resume(pids) -> None:
+    for pid in pids or ():
         try:
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
 
 
-@contextmanager
-def paused(pid: int | None, *, wait_for_quiet: bool = True):
-    """SIGSTOP ``pid`` for the block (SIGCONT afterwards whatever happens), and first wait until no
-    other process keeps the CPUs busy, so that the timings are ours."""
-    waited = 0.0
-    while True:
-        if pid:
+def _stop(pids) -> list[int]:
+    alive = []
+    for pid in pids or ():
+        try:
             os.kill(pid, signal.SIGSTOP)
+            alive.append(pid)
+        except ProcessLookupError:  # ended (or restarted under another pid): nothing to pause
+            pass
+    return alive
+
+
+@contextmanager
+def paused(pids, *, wait_for_quiet: bool = True):
+    """SIGSTOP ``pids`` for the block (SIGCONT afterwards whatever happens), and first wait until no
+    other process keeps the CPUs busy, so that the timings are ours."""
+    waited, stopped = 0.0, []
+    while True:
+        stopped = _stop(pids)
         busy = cpu_busy() if wait_for_quiet else 0.0
         if busy < QUIET_BUSY or waited >= QUIET_MAX_WAIT_S:
             break
-        _resume(pid)
+        _resume(stopped)
         if waited == 0:
             log(f"CPUs {busy:.0%} busy with other work; waiting for quiet before timing")
         time.sleep(15)
         waited += 15
     if busy >= QUIET_BUSY:
         log(f"warning: timing while the CPUs are {busy:.0%} busy with other work")
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_resume(pid), sys.exit(143)))
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_resume(stopped), sys.exit(143)))
     try:
         yield
     finally:
-        _resume(pid)
+        _resume(stopped)
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -162,18 +174,22 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list_models())
     parser.add_argument("--runtimes", default=",".join(SINGLE_RUNTIMES), help="comma list of single runtimes")
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each block")
+    parser.add_argument("--passes", type=int, default=4, help="rounds over all runtimes; samples are pooled")
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--runs-dir", type=Path, help="also use <dir>/<model>/best.safetensors (read only)")
-    parser.add_argument("--pause-pid", type=int, help="SIGSTOP this process during timed sections")
+    parser.add_argument("--pause-pid", type=int, nargs="+", help="SIGSTOP these processes during timed sections")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only export, quantise and check (fill the cache, e.g. under `nice -n 19` while "
+                             "another size is being timed); no timing")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runtimes.json"))
     args = parser.parse_args()
     if args.pause_pid:
-        atexit.register(_resume, args.pause_pid)  # whatever ends this script, the paused job goes on
+        atexit.register(_resume, args.pause_pid)  # whatever ends this script, the paused jobs go on
     runtimes = [r for r in args.runtimes.split(",") if r]
     classes = list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
     print(f"machine: {cpu_name()}, {args.threads} threads; torch {torch.__version__}; "
-          f"batch 1; {args.warmup} warm-up + {args.runs} timed runs per row")
+          f"batch 1; {args.runs} timed runs per row in {args.passes} rounds, {args.warmup} warm-up calls per block")
     rows: list[dict] = []
     for size in args.sizes:
         size_rows = []
@@ -183,23 +199,18 @@ def main() -> None:
             # Preparing while another job runs: one torch thread avoids OpenMP threads fighting it.
             with torch_threads(1 if args.pause_pid else args.threads):
                 problems = prepare(loaded, runtimes, size, args.threads)
-            torch_ms = None
-            for runtime in runtimes + ["auto"]:
-                if runtime in problems:
-                    size_rows.append({"model": name, "runtime": runtime, "size": size, "trained": loaded.path is not None,
-                                      "error": problems[runtime]})
-                    continue
-                if runtime == "auto":  # the choice is made (and cached) in its own quiet section
-                    with paused(args.pause_pid), torch_threads(args.threads):
-                        build_engine(loaded, "auto", size=size, threads=args.threads, log=log)
-                with paused(args.pause_pid):
-                    row = bench_model(loaded, size=size, threads=args.threads, warmup=args.warmup, runs=args.runs,
-                                      runtime=runtime, torch_ms=torch_ms)
-                if runtime == "torch":
-                    torch_ms = row["latency_p50_ms"]
-                log(f"{runtime} -> {row['resolved_runtime']}: p50 {row['latency_p50_ms']:.2f} ms "
+            if args.prepare_only:
+                continue
+            usable = [r for r in runtimes if r not in problems] + ["auto"]
+            rows_here = bench_runtimes(loaded, usable, size=size, threads=args.threads, warmup=args.warmup,
+                                       runs=args.runs, passes=args.passes, section=lambda: paused(args.pause_pid),
+                                       log=log)
+            for row in rows_here:
+                log(f"{row['runtime']} -> {row['resolved_runtime']}: p50 {row['latency_p50_ms']:.2f} ms "
                     f"({fmt(row['speedup_vs_torch'], 2)}x)")
-                size_rows.append(row)
+            size_rows += rows_here
+            size_rows += [{"model": name, "runtime": r, "size": size, "trained": loaded.path is not None,
+                           "error": problems[r]} for r in runtimes if r in problems]
         print_table(size_rows, size)
         rows += size_rows
     write_results([{k: v for k, v in r.items() if k != "confusion_matrix"} for r in rows], args.out)

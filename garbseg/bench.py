@@ -12,9 +12,9 @@ import json
 import os
 import platform
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, ContextManager, Iterable
 
 import numpy as np
 import torch
@@ -132,11 +132,19 @@ def bench_model(loaded: LoadedModel, *, size: int = 224, threads: int | None = N
     run, see :func:`bench_runtimes`) over this row's p50.
     """
     threads = threads or default_threads()
-    model = loaded.model.eval()
     with torch_threads(threads):
         predictor = Predictor(loaded, size, runtime=runtime, threads=threads, data_dir=data_dir, log=log)
         x = torch.randn(1, 3, size, size)
         samples = time_calls(lambda: predictor.logits(x), warmup=warmup, runs=runs, progress=progress)
+    return result_row(loaded, predictor, samples, runtime=runtime, threads=threads, torch_ms=torch_ms,
+                      dataset=dataset, data_dir=data_dir, log=log)
+
+
+def result_row(loaded: LoadedModel, predictor: Predictor, samples: list[float], *, runtime: str, threads: int,
+               torch_ms: float | None = None, dataset=None, data_dir=None, log=None) -> dict:
+    """The results row of ``predictor`` from its latency samples (adds cost, checks and accuracy)."""
+    size = predictor.size
+    with torch_threads(threads):
         preprocess_ms = float(np.median(time_calls(lambda: predictor.preprocess([_SAMPLE_IMAGE]), warmup=2, runs=10)))
         checks = _check_columns(loaded, predictor, data_dir, log) if predictor.engine is not None else {}
     summary = percentile_summary(samples)
@@ -149,7 +157,7 @@ def bench_model(loaded: LoadedModel, *, size: int = 224, threads: int | None = N
         "size": size,
         "threads": threads,
         "trained": bool(loaded.meta.get("trained", loaded.path is not None)),
-        "params": count_parameters(model),
+        "params": count_parameters(loaded.model),
         "gflops": _cached_gflops(loaded, size),
         "size_mb": file_size_mb(loaded.path),
         **summary,
@@ -190,23 +198,35 @@ def _check_columns(loaded: LoadedModel, predictor: Predictor, data_dir, log) -> 
 
 
 def bench_runtimes(loaded: LoadedModel, runtimes: list[str], *, size: int = 224, threads: int | None = None,
-                   warmup: int = 5, runs: int = 20, dataset=None, data_dir=None,
+                   warmup: int = 5, runs: int = 20, dataset=None, data_dir=None, passes: int = 2,
+                   section: Callable[[], ContextManager] = nullcontext,
                    log: Callable[[str], None] | None = None) -> list[dict]:
-    """One row per runtime for one model, with ``speedup_vs_torch`` against eager measured first in
-    this same run (also when ``torch`` itself is not among ``runtimes``: then no torch row)."""
-    rows, torch_ms = {}, None
-    order = ["torch"] + [r for r in runtimes if r != "torch"]
-    for runtime in order:
-        if runtime == "torch" and "torch" not in runtimes:
-            base = bench_model(loaded, size=size, threads=threads, warmup=min(warmup, 2), runs=max(5, runs // 2))
-            torch_ms = base["latency_p50_ms"]
-            continue
-        row = bench_model(loaded, size=size, threads=threads, warmup=warmup, runs=runs, dataset=dataset,
-                          runtime=runtime, data_dir=data_dir, torch_ms=torch_ms, log=log)
-        if runtime == "torch":
-            torch_ms = row["latency_p50_ms"]
-        rows[runtime] = row
-    return [rows[r] for r in runtimes]
+    """One row per runtime for one model, all timed in the same run, with ``speedup_vs_torch``
+    against eager torch (timed too when ``torch`` is not among ``runtimes``, then without a row).
+
+    Every runtime is built first; then ``passes`` rounds each time every runtime in a block
+    (warm-up, then ``runs / passes`` calls) and the samples are pooled. Drifting load on a busy
+    machine thus hits every runtime alike, and ratios stay comparable. ``section()`` wraps each
+    round and each build (e.g. pausing another job).
+    """
+    threads = threads or default_threads()
+    order = list(dict.fromkeys(["torch", *runtimes]))
+    predictors: dict[str, Predictor] = {}
+    with torch_threads(threads):
+        for runtime in order:
+            with section():
+                predictors[runtime] = Predictor(loaded, size, runtime=runtime, threads=threads, data_dir=data_dir,
+                                                log=log)
+        x = torch.randn(1, 3, size, size)
+        samples: dict[str, list[float]] = {r: [] for r in order}
+        per_pass = max(1, -(-runs // passes))
+        for _ in range(passes):
+            with section():
+                for runtime in order:
+                    samples[runtime] += time_calls(lambda: predictors[runtime].logits(x), warmup=warmup, runs=per_pass)
+    torch_ms = float(np.median(samples["torch"]))
+    return [result_row(loaded, predictors[r], samples[r], runtime=r, threads=threads, torch_ms=torch_ms,
+                       dataset=dataset, data_dir=data_dir, log=log) for r in runtimes]
 
 
 def rows_to_frame(rows: list[dict]):

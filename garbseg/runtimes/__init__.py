@@ -69,10 +69,9 @@ def runtime_version(name: str) -> str:
     if name.startswith("openvino"):
         parts.append(f"openvino {_version('openvino')}")
     if name == "openvino-int8":
-        from .openvino_engines import ACCURACY_IMAGES, INT8_MAX_DROP
+        from .openvino_engines import INT8_RECIPE
 
-        parts += [f"nncf {_version('nncf')}", f"calib {CALIBRATION_IMAGES}",
-                  f"accuracy control {INT8_MAX_DROP} on {ACCURACY_IMAGES}"]
+        parts += [f"nncf {_version('nncf')}", f"calib {CALIBRATION_IMAGES}", f"recipe {INT8_RECIPE}"]
     if name == "onnx-int8":
         parts.append(f"calib {ORT_CALIBRATION_IMAGES}")
     return "; ".join(parts)

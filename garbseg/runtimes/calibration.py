@@ -42,29 +42,22 @@ def calibration_arrays(ctx: BuildContext, limit: int = CALIBRATION_IMAGES) -> li
     paths = split_images(ctx.data_dir, "train")
     if not paths:
         raise RuntimeUnavailable(f"int8 needs calibration images: no train split under {ctx.data_dir}")
-    if len(paths) > limit:
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    paths = [paths[i] for i in _spread(len(paths), limit)]
     ctx.log(f"calibrating on {len(paths)} train images")
     return preprocess_paths(paths, ctx)
 
 
-def labelled_arrays(ctx: BuildContext, split: str, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(1 x 3 x S x S image, full-resolution label mask)`` pairs of ``split``, evenly spread; empty when
-    the data is missing or its classes are not the model's (its labels would mean something else)."""
-    if ctx.data_dir is None:
-        return []
-    try:
-        from ..data import load_dataset
+def heldout_arrays(ctx: BuildContext, limit: int) -> list[np.ndarray]:
+    """Preprocessed train images *not* used for calibration (the ones between the calibration picks)."""
+    paths = split_images(ctx.data_dir, "train")
+    if not paths:
+        raise RuntimeUnavailable(f"int8 needs calibration images: no train split under {ctx.data_dir}")
+    used = set(_spread(len(paths), CALIBRATION_IMAGES).tolist())
+    rest = [p for i, p in enumerate(paths) if i not in used] or paths
+    rest = [rest[i] for i in _spread(len(rest), limit)]
+    return preprocess_paths(rest, ctx)
 
-        ds = load_dataset(ctx.data_dir, split)
-        if list(ds.classes) != list(ctx.loaded.classes) or len(ds) == 0:
-            return []
-        picks = np.unique(np.linspace(0, len(ds) - 1, min(limit, len(ds))).round().astype(int))
-        raws = [ds.load_raw(int(i)) for i in picks]
-    except Exception:  # unreadable data: quantise without accuracy control rather than fail
-        return []
-    from ..infer import prepare_image
 
-    meta = ctx.loaded.meta
-    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
-    return [(prepare_image(image, ctx.size, mean, std)[None], mask) for image, mask in raws]
+def _spread(n: int, k: int) -> np.ndarray:
+    """``min(n, k)`` indices evenly spread over ``range(n)``."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))

@@ -20,16 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from .base import ArrayEngine, BuildContext, RuntimeUnavailable
-from .calibration import calibration_arrays, labelled_arrays
+from .calibration import calibration_arrays, heldout_arrays
 
 # Quantisation with accuracy control: NNCF keeps in float the few layers whose int8 error costs the
-# most, until the mIoU on labelled *train* images drops by at most INT8_MAX_DROP. Drops on train images
-# understate drops on unseen ones (a trained MobileNetV2-LR-ASPP: 0.4 points on train, 1.9 on val with
-# plain quantisation), hence the strict 0.1 point here; the check on the val split
-# (garbseg.runtimes.checks) then measures the real change independently and allows 1 point.
-INT8_MAX_DROP = 0.001
-ACCURACY_IMAGES = 64
-INT8_RECIPE = "ac2"  # in the cached file name: a new recipe never reuses an old file
+# most, until the int8 model's per-pixel classes agree with the float model's on at least
+# 1 - INT8_MAX_DISAGREEMENT of the pixels of held-out train images. Agreement is a finer signal than
+# mIoU on train images, which understates the loss on unseen ones: on a trained MobileNetV2-LR-ASPP,
+# plain quantisation lost 1.9 val mIoU points, accuracy control on train mIoU still 1.35, this one 0.44
+# (99.6 % of val pixels unchanged). The check on the val split (garbseg.runtimes.checks) then measures
+# the mIoU change independently; auto accepts at most 1 point.
+INT8_MAX_DISAGREEMENT = 0.0015
+ACCURACY_IMAGES = 24
+MAX_FLOAT_LAYERS = 10  # bounds the search: first use of a trained model stays within minutes
+INT8_RECIPE = "ag2"  # in the cached file name: a new recipe never reuses an old file
 from .onnx_export import export_onnx
 
 
@@ -112,28 +115,23 @@ class OpenVinoInt8Engine(OpenVinoEngine):
             raise RuntimeUnavailable(f"openvino-int8 needs nncf ({exc})") from exc
         nncf.set_log_level(logging.ERROR)  # its INFO lines go to stdout, which --json output needs clean
         arrays = calibration_arrays(ctx)
-        labelled = labelled_arrays(ctx, "train", ACCURACY_IMAGES)
+        held_out = heldout_arrays(ctx, ACCURACY_IMAGES)
         float_model = self.core.read_model(str(export_onnx(ctx)))
         float_model.reshape([1, 3, ctx.size, ctx.size])
-        common = {"subset_size": len(arrays), "preset": nncf.QuantizationPreset.PERFORMANCE,
-                  "fast_bias_correction": False}
+        ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF, accuracy control on {len(held_out)} train images "
+                f"(at most {INT8_MAX_DISAGREEMENT:.2%} of pixels may change class)")
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
         try:
             # NNCF draws progress bars on stdout; keep stdout clean for `--json` output.
             with contextlib.redirect_stdout(sys.stderr):
-                if labelled:
-                    ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF, accuracy control on "
-                            f"{len(labelled)} labelled train images (max mIoU drop {INT8_MAX_DROP})")
-                    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-
-                    quantised = nncf.quantize_with_accuracy_control(
-                        float_model, nncf.Dataset(arrays), nncf.Dataset(labelled, lambda item: item[0]),
-                        _miou_validator(ctx.loaded.classes), max_drop=INT8_MAX_DROP,
-                        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                            ranking_subset_size=len(labelled)),
-                        **common)
-                else:
-                    ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF (no labels fit: no accuracy control)")
-                    quantised = nncf.quantize(float_model, nncf.Dataset(arrays), **common)
+                validate = _agreement_validator(self.core, float_model, held_out)
+                quantised = nncf.quantize_with_accuracy_control(
+                    float_model, nncf.Dataset(arrays), nncf.Dataset(held_out), validate,
+                    max_drop=INT8_MAX_DISAGREEMENT, subset_size=len(arrays),
+                    preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=False,
+                    advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                        ranking_subset_size=len(held_out), max_num_iterations=MAX_FLOAT_LAYERS))
         except Exception as exc:
             raise RuntimeUnavailable(f"NNCF quantisation failed: {exc}") from exc
         # Save into a temporary folder, then move .bin before .xml: the .xml's presence marks a complete pair.
@@ -146,20 +144,14 @@ class OpenVinoInt8Engine(OpenVinoEngine):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _miou_validator(classes: list[str]):
-    """NNCF validation function: mIoU of a compiled model over ``(image, mask)`` items."""
+def _agreement_validator(core, float_model, images: list[np.ndarray]):
+    """NNCF validation function: share of pixels whose class matches the float model's, per image."""
+    compiled = core.compile_model(float_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    reference = [compiled(image)[compiled.outputs[0]].argmax(1) for image in images]
 
-    def validate(compiled, items) -> tuple[float, None]:
-        import torch
-
-        from ..infer import upsample_argmax
-        from ..metrics import ConfusionMatrix, compute_metrics
-
-        cm = ConfusionMatrix(len(classes))
-        output = compiled.outputs[0]
-        for image, mask in items:
-            logits = compiled(image)[output]
-            cm.update(upsample_argmax(torch.from_numpy(logits), *mask.shape), mask)
-        return float(compute_metrics(cm.matrix, classes)["miou"]), None
+    def validate(model, items) -> tuple[float, list[float]]:
+        output = model.outputs[0]
+        scores = [float((model(image)[output].argmax(1) == reference[i]).mean()) for i, image in enumerate(items)]
+        return float(np.mean(scores)), scores
 
     return validate
