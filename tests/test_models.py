@@ -85,6 +85,9 @@ def test_mobilenet_v2_imagenet_from_deep_sort_package():
     reference = read_state_dict(deepsort_mobilenet_v2_path())
     assert torch.equal(model.backbone["0"][0].weight, reference["features.0.0.weight"])
     assert torch.equal(model.backbone["6"].conv[0][0].weight, reference["features.6.conv.0.weight"])
+    # The trunk ends at block 17 (320 channels); the file's block 18 (the 1280 conv) is not used.
+    assert torch.equal(model.backbone["17"].conv[2].weight, reference["features.17.conv.6.weight"])
+    assert "18" not in dict(model.backbone.named_children())
 
 
 def test_backbone_from_local_state_dict(tmp_path):

@@ -114,3 +114,36 @@ def test_sigkill_mid_epoch_then_resume(tiny_data, tmp_path):
     a = load_checkpoint(out / "last.safetensors").model.state_dict()
     b = load_checkpoint(straight / "last.safetensors").model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
+
+
+def test_device_augmentation_budget_and_sparse_validation(tiny_data, tmp_path):
+    """The GPU recipe's path on the CPU: batches augmented as tensors, validation every 2 epochs,
+    and a time budget that cuts a 50-epoch run to what fits (here: far fewer epochs)."""
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "r"), epochs=50,
+                      batch_size=4, size=64, resize=64, lr=1e-3, bf16=False, augment_on_device=True,
+                      val_every=2, time_budget_s=0.01, probe_epochs=1)
+    lines = []
+    trainer = train(cfg, progress=False, log=lines.append)
+    assert trainer.cfg.epochs == 1 and len(trainer.history) == 1
+    assert any("time budget" in line for line in lines)
+    meta = read_metadata(tmp_path / "r" / "best.safetensors")
+    assert meta["recipe"]["augment_on_device"] is True and meta["recipe"]["epochs"] == 1
+
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "v"), epochs=3,
+                      batch_size=4, size=64, resize=64, lr=1e-3, bf16=False, augment_on_device=True, val_every=2)
+    history = train(cfg, progress=False, log=lambda s: None).history
+    assert ["val_miou" in h for h in history] == [False, True, True]  # every 2nd epoch and the last
+
+
+def test_bn_momentum_and_backbone_learning_rate(tiny_data):
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), epochs=1, size=64, resize=64,
+                      lr=1e-3, backbone_lr_scale=0.1)
+    trainer = Trainer(cfg, progress=False, log=lambda s: None)
+    momenta = {m.momentum for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}  # torchvision builds this model with 0.01
+    backbone, head = trainer.optimizer.param_groups
+    assert backbone["lr"] == pytest.approx(1e-4) and head["lr"] == pytest.approx(1e-3)
+    assert len(backbone["params"]) > 0 and len(head["params"]) > 0
+    cfg.bn_momentum = None
+    kept = Trainer(cfg, progress=False, log=lambda s: None).model
+    assert 0.01 in {m.momentum for m in kept.modules() if isinstance(m, torch.nn.BatchNorm2d)}
