@@ -127,27 +127,30 @@ class SegmentationDataset(Dataset):
         In "raise" mode the first problem raises; in "skip" mode broken samples are removed.
         """
         problems, good = [], []
-        for index, sample in enumerate(self.samples):
-            try:
-                self.load_raw(index)
-                good.append(sample)
-            except DatasetError as exc:
-                if self.on_error == "raise":
-                    raise
-                warnings.warn(f"skipping: {exc}", stacklevel=2)
-                problems.append(str(exc))
+        for sample, _ in self._loadable(problems):
+            good.append(sample)
         self.samples = good
         return problems
 
     def iter_raw(self) -> Iterator[tuple[Image.Image, np.ndarray]]:
         """Yield ``load_raw`` for every sample, honouring ``on_error``."""
-        for index in range(len(self)):
+        for _, raw in self._loadable([]):
+            yield raw
+
+    def _loadable(self, problems: list[str]) -> Iterator[tuple[Sample, tuple[Image.Image, np.ndarray]]]:
+        """``(sample, load_raw(...))`` for every sample that loads. A broken one raises in "raise" mode; in
+        "skip" mode it is warned about (blaming the caller of validate / iter_raw), added to ``problems`` and
+        left out."""
+        for index, sample in enumerate(self.samples):
             try:
-                yield self.load_raw(index)
+                raw = self.load_raw(index)
             except DatasetError as exc:
                 if self.on_error == "raise":
                     raise
-                warnings.warn(f"skipping: {exc}", stacklevel=2)
+                warnings.warn(f"skipping: {exc}", stacklevel=3)
+                problems.append(str(exc))
+                continue
+            yield sample, raw
 
     def _decode(self, sample: Sample) -> tuple[Image.Image, np.ndarray]:
         image = load_image(sample.image)

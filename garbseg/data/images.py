@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .constants import IMAGE_SUFFIXES, DatasetError
+
+T = TypeVar("T")
 
 
 EXIF_ORIENTATION = 0x0112
@@ -30,15 +32,22 @@ def load_image(source: str | os.PathLike | bytes | bytearray | BinaryIO | Image.
     label = _source_label(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
+    return _decode_with(source, lambda img: _to_rgb(ImageOps.exif_transpose(img)), f"image {label}")
+
+
+def _decode_with(source: str | os.PathLike | BinaryIO, convert: Callable[[Image.Image], T], what: str) -> T:
+    """Open and fully decode ``source`` with PIL, then ``convert`` the image while the file is open.
+
+    Any failure other than a DatasetError becomes one that names ``what`` ("image <path>").
+    """
     try:
         with Image.open(source) as img:
             img.load()  # decode now so a truncated file fails here, not later in a worker
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            return convert(img)
     except DatasetError:
         raise
     except Exception as exc:  # PIL raises many types for undecodable files
-        raise DatasetError(f"cannot decode image {label}: {exc}") from exc
+        raise DatasetError(f"cannot decode {what}: {exc}") from exc
 
 
 def _source_label(source: Any) -> str:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .constants import CLASS_FILE_NAMES, IGNORE_INDEX, MASK_SUFFIXES, DatasetError
 from .dataset import Sample, SegmentationDataset, _report
-from .images import _list_images
+from .images import _decode_with, _list_images
 
 
 def _masks_dataset(folder: Path, name: str, options: dict) -> SegmentationDataset:
@@ -78,14 +78,7 @@ def _infer_mask_classes(samples: list[Sample], on_error: str) -> tuple[list[str]
 
 
 def _decode_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return _mask_array(img, path)
-    except DatasetError:
-        raise
-    except Exception as exc:
-        raise DatasetError(f"cannot decode mask {path}: {exc}") from exc
+    return _decode_with(path, lambda img: _mask_array(img, path), f"mask {path}")
 
 
 def _mask_array(img: Image.Image, path: Path) -> np.ndarray:
