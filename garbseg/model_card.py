@@ -40,7 +40,8 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
         return card
     path = Path(checkpoint)
     meta = read_metadata(path)
-    card["status"] = f"weights: {path.name} ({path.stat().st_size / 2**20:.1f} MB, {meta.get('stored_dtype', '?')})"
+    card["size_mb"] = path.stat().st_size / 2**20
+    card["status"] = f"weights: {path.name} ({card['size_mb']:.1f} MB, {meta.get('stored_dtype', '?')})"
     card["architecture"].update({
         "output_stride": meta.get("model_kwargs", {}).get("output_stride", card["architecture"]["output_stride"]),
         "parameters": stored_parameters(path),
@@ -59,4 +60,5 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
     card["training_metrics"] = meta.get("training_metrics")
     card["provenance"] = {k: meta[k] for k in ("epoch", "train_seconds", "device", "commit", "torch_version",
                                                "exported_from", "fp16_miou_delta") if meta.get(k) is not None}
+    card["machine"] = meta.get("machine", meta.get("device"))  # what trained it, e.g. "CPU AMD EPYC, 2 threads"
     return card

@@ -1,8 +1,9 @@
 """Write checkpoints/README.md, the model card, from the metadata of the shipped checkpoints.
 
-Every number comes from the files themselves (metrics recorded by scripts/train_zoo.py after
-re-evaluating the shipped float16 file) or is measured here (parameters, GFLOPs, file size), so the
-card cannot drift from the weights.
+Every number comes from the files themselves, read by garbseg.model_card exactly as for the app's
+Models page (metrics recorded by scripts/train_zoo.py after re-evaluating the shipped float16 file,
+parameters counted from the stored tensors, file size), or is measured here (GFLOPs), so the card
+cannot drift from the weights.
 
 Usage: python -m scripts.model_card [--out checkpoints/README.md]
 """
@@ -12,9 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from garbseg.bench import count_gflops, file_size_mb
+from garbseg.bench import count_gflops
 from garbseg.checkpoints import CHECKPOINT_DIR, load_checkpoint, shipped_checkpoints
-from garbseg.models import count_parameters
+from garbseg.model_card import METRIC_LABELS, model_card
 
 HEADER = """# Model card: garbseg's shipped checkpoints
 
@@ -52,18 +53,13 @@ def hms(seconds) -> str:
 
 
 def rows() -> list[dict]:
+    """One row per shipped model: its card (garbseg.model_card) plus what needs the weights loaded."""
     out = []
     for name, path in shipped_checkpoints().items():
-        if path is None:
-            out.append({"model": name, "path": None})
-            continue
-        loaded = load_checkpoint(path)
-        meta = loaded.meta
-        out.append({
-            "model": name, "path": path, "meta": meta, "metrics": meta.get("metrics", {}),
-            "params": count_parameters(loaded.model), "gflops": count_gflops(loaded.model, meta["input_size"]),
-            "size_mb": file_size_mb(path),
-        })
+        card = model_card(name, path)
+        if path is not None:
+            card["gflops"] = count_gflops(load_checkpoint(path).model, card["architecture"]["input_size"])
+        out.append(card)
     return out
 
 
@@ -72,25 +68,26 @@ def render(table: list[dict]) -> str:
              "| model | val mIoU | precision | recall | pixel acc. | params (M) | GFLOPs | size (MB) | input | "
              "initialisation | epoch kept / run | training time to it | machine |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        if r["path"] is None:
-            lines.append(f"| {r['model']} | not trained yet | | | | | | | | | | | |")
+    for card in table:
+        if not card["trained"]:
+            lines.append(f"| {card['name']} | not trained yet | | | | | | | | | | | |")
             continue
-        m, meta = r["metrics"], r["meta"]
+        m = {key: card["metrics"].get(label) for key, label in METRIC_LABELS.items()}  # by metric key again
+        arch, done = card["architecture"], card["provenance"]
         lines.append(
-            f"| {r['model']} | **{fmt(m.get('miou'))}** | {fmt(m.get('precision'))} | {fmt(m.get('recall'))} | "
-            f"{fmt(m.get('pixel_accuracy'))} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | {r['size_mb']:.1f} | "
-            f"{meta['input_size']} | {meta.get('backbone_init', '-')} | "
-            f"{meta.get('epoch', '-')} / {meta.get('recipe', {}).get('epochs', '-')} | "
-            f"{hms(meta.get('train_seconds'))} | {meta.get('machine', meta.get('device', '-'))} |")
-    trained = [r for r in table if r["path"] is not None]
+            f"| {card['name']} | **{fmt(m['miou'])}** | {fmt(m['precision'])} | {fmt(m['recall'])} | "
+            f"{fmt(m['pixel_accuracy'])} | {arch['parameters'] / 1e6:.2f} | {card['gflops']:.2f} | "
+            f"{card['size_mb']:.1f} | {arch['input_size']} | {card['initialisation']} | "
+            f"{done.get('epoch', '-')} / {card['recipe_full'].get('epochs', '-')} | "
+            f"{hms(done.get('train_seconds'))} | {card['machine'] or '-'} |")
+    trained = [card for card in table if card["trained"]]
     if trained:
-        classes = trained[0]["meta"]["classes"]
+        classes = trained[0]["architecture"]["classes"]
         lines += ["", "## Per-class IoU (val)", "", "| model | " + " | ".join(classes) + " |",
                   "|---|" + "---|" * len(classes)]
-        for r in trained:
-            iou = r["metrics"].get("per_class_iou", {})
-            lines.append(f"| {r['model']} | " + " | ".join(fmt(iou.get(c)) for c in classes) + " |")
+        for card in trained:
+            iou = card["per_class_iou"]
+            lines.append(f"| {card['name']} | " + " | ".join(fmt(iou.get(c)) for c in classes) + " |")
         lines += ["", "## Recipes", "",
                   "All: AdamW, batch 8, 224x224 crops of 256x256 resizes, random affine (rotation 15 deg, "
                   "scale 0.8-1.2, translation 10%), horizontal flips, colour jitter 0.2, cross-entropy "
@@ -98,15 +95,15 @@ def render(table: list[dict]) -> str:
                   "by val mIoU kept. Per model:", "",
                   "| model | epochs | lr | schedule | warm-up | weight decay | output stride | seed | commit |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for r in trained:
-            rec = r["meta"].get("recipe", {})
-            lines.append(f"| {r['model']} | {rec.get('epochs')} | {rec.get('lr')} | {rec.get('schedule')} | "
+        for card in trained:
+            rec = card["recipe_full"]
+            lines.append(f"| {card['name']} | {rec.get('epochs')} | {rec.get('lr')} | {rec.get('schedule')} | "
                          f"{rec.get('warmup_epochs')} | {rec.get('weight_decay')} | {rec.get('output_stride')} | "
-                         f"{rec.get('seed')} | {str(r['meta'].get('commit'))[:12]} |")
+                         f"{rec.get('seed')} | {str(card['provenance'].get('commit'))[:12]} |")
     lines += ["", "Training times are wall-clock on the machine named, which was shared with other work "
               "(tests, benchmarks) during these runs: read them as upper bounds. Per-step times on an idle "
               "machine are in benchmarks/README.md."]
-    total = sum(r["size_mb"] for r in trained)
+    total = sum(card["size_mb"] for card in trained)
     lines += ["", f"Total size of the shipped files: {total:.1f} MB.", ""]
     return "\n".join(lines)
 
