@@ -7,10 +7,13 @@ import re
 import numpy as np
 import pytest
 
+from PIL import Image
+
+import garbseg.viz as viz
 from garbseg.report import build_report, results_table, standard_figures
 from garbseg.viz import (PAPER_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
-                         latency_distribution_figure, legend_html, legend_rows, pareto_front, per_class_iou_figure,
-                         row_label, speed_accuracy_figure)
+                         latency_distribution_figure, legend_html, legend_rows, outline, overlay, palette,
+                         pareto_front, per_class_iou_figure, row_label, speed_accuracy_figure)
 from garbseg.zoo import UNTRAINED
 
 CLASSES = ["background", "glass", "metal"]
@@ -49,6 +52,74 @@ def test_pareto_front_ignores_missing_values_and_keeps_duplicates():
     assert pareto_front([1, None, 3, 3], [0.5, 0.9, float("nan"), 0.2]) == [0, 3]
     assert pareto_front([2, 2], [0.5, 0.5]) == [0, 1]  # equal points do not dominate each other
     assert pareto_front([], []) == []
+
+
+# ----------------------------------------------------------------------------- overlay
+
+NUM_CLASSES = 6
+
+
+@pytest.fixture(params=["opencv", "numpy"])
+def blend_path(request, monkeypatch):
+    """Run a test once on the OpenCV path and once on the numpy fallback (cv2 hidden)."""
+    if request.param == "opencv" and viz.cv2 is None:
+        pytest.skip("OpenCV is not installed")
+    if request.param == "numpy":
+        monkeypatch.setattr(viz, "cv2", None)
+    return request.param
+
+
+def photo_and_mask(height=97, width=131, seed=1):
+    """A noisy photo and a mask with background, every class, and a few ignore (255) pixels."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = rng.integers(0, NUM_CLASSES, (height, width)).astype(np.uint8)
+    mask[:20] = 0
+    mask[-3:, -5:] = 255
+    return rgb, mask
+
+
+def expected_colours(mask):
+    table = np.vstack([palette(NUM_CLASSES), np.full((256 - NUM_CLASSES, 3), 255, np.uint8)])
+    return table[mask]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2, 1 / 3, 0.5, 0.7, 0.9, 1.0])
+def test_overlay_is_within_one_grey_level_of_the_float_blend(blend_path, alpha):
+    rgb, mask = photo_and_mask()
+    out = np.asarray(overlay(Image.fromarray(rgb), mask, NUM_CLASSES, alpha=alpha))
+    drawn = mask > 0
+    float_blend = ((1 - alpha) * rgb.astype(np.float64) + alpha * expected_colours(mask).astype(np.float64)).round()
+    assert out.dtype == np.uint8 and out.shape == rgb.shape
+    assert np.array_equal(out[~drawn], rgb[~drawn])  # background keeps the photo exactly
+    assert np.abs(out[drawn].astype(int) - float_blend[drawn]).max() <= 1
+    if alpha == 1.0:  # full opacity: the class colours themselves (ignore pixels white)
+        assert np.array_equal(out[drawn], expected_colours(mask)[drawn])
+
+
+def test_overlay_mask_and_outline_styles(blend_path):
+    rgb, mask = photo_and_mask(40, 50, seed=2)
+    image = Image.fromarray(rgb)
+    coloured = np.asarray(overlay(image, mask, NUM_CLASSES, style="mask"))
+    assert np.array_equal(coloured, expected_colours(mask))
+    edges = outline(mask)
+    assert 0 < edges.sum() < edges.size
+    lined = np.asarray(overlay(image, mask, NUM_CLASSES, style="outline", alpha=0.1))  # alpha does not apply
+    assert np.array_equal(lined[edges], expected_colours(mask)[edges])
+    assert np.array_equal(lined[~edges], rgb[~edges])
+    with pytest.raises(ValueError, match="style"):
+        overlay(image, mask, NUM_CLASSES, style="blur")
+    with pytest.raises(ValueError, match="mask is"):
+        overlay(image, mask[:-1], NUM_CLASSES)
+
+
+def test_overlay_of_a_greyscale_photo_and_a_wide_mask_dtype(blend_path):
+    rgb, mask = photo_and_mask(30, 30, seed=3)
+    grey = Image.fromarray(rgb[..., 0], mode="L")
+    out = np.asarray(overlay(grey, mask.astype(np.int64), NUM_CLASSES))
+    assert out.shape == (30, 30, 3)
+    background = mask == 0
+    assert np.array_equal(out[background], np.repeat(rgb[..., :1], 3, axis=2)[background])
 
 
 # ----------------------------------------------------------------------------- legend
