@@ -143,6 +143,7 @@ def legend_html(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------- Plotly figures
 
 PAPER_SERIES = "paper, A100 GPU (not measured here)"
+PARETO_SERIES = "Pareto front (trained models, measured)"
 _SPEED_AXES = {
     "fps": ("fps", "Throughput (FPS, batch 1; higher is better)", True),
     "latency": ("latency_p50_ms", "Latency p50 (ms, batch 1; lower is better)", False),
@@ -196,7 +197,7 @@ def _hover(row: dict) -> str:
 
 def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: list[dict] | None = None) -> go.Figure:
     """mIoU against FPS (``speed="fps"``) or p50 latency (``"latency"``), one point per measured row,
-    the Pareto front of the measured points as a line, and optional published ``reference`` points
+    the Pareto front of the measured *trained* models as a line, and optional published ``reference`` points
     (dicts with model, fps or latency_p50_ms, miou, hardware) as a separate series."""
     if speed not in _SPEED_AXES:
         raise ValueError(f"speed must be one of {list(_SPEED_AXES)}, not {speed!r}")
@@ -211,10 +212,13 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
                 x=[r[key] for r in part], y=[r["miou"] for r in part], mode="markers+text", name=name,
                 text=[r["model"] for r in part], textposition="top center", cliponaxis=False,
                 marker={"size": 11, "symbol": symbol}, hovertext=[_hover(r) for r in part], hoverinfo="text"))
-    front = pareto_front([r[key] for r in measured], [r["miou"] for r in measured], maximize_x=higher_better)
+    # Untrained models are no trade-off anyone would make (fast, but their mIoU is chance): the
+    # front runs through trained models only, or an untrained one at 200 FPS would anchor it.
+    trained = [r for r in measured if bool(r.get("trained", True))]
+    front = pareto_front([r[key] for r in trained], [r["miou"] for r in trained], maximize_x=higher_better)
     if len(front) > 1:
-        fig.add_trace(go.Scatter(x=[measured[i][key] for i in front], y=[measured[i]["miou"] for i in front],
-                                 mode="lines", name="Pareto front (measured)", hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=[trained[i][key] for i in front], y=[trained[i]["miou"] for i in front],
+                                 mode="lines", name=PARETO_SERIES, hoverinfo="skip",
                                  line={"dash": "dash", "color": "#636363"}))
     ref = [p for p in (reference or []) if p.get(key) is not None and p.get("miou") is not None]
     if ref:

@@ -11,7 +11,7 @@ from PIL import Image
 
 import garbseg.viz as viz
 from garbseg.report import build_report, results_table, standard_figures
-from garbseg.viz import (PAPER_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
+from garbseg.viz import (PAPER_SERIES, PARETO_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
                          latency_distribution_figure, legend_html, legend_rows, outline, overlay, palette,
                          pareto_front, per_class_iou_figure, row_label, speed_accuracy_figure)
 from garbseg.zoo import UNTRAINED
@@ -152,12 +152,29 @@ def test_speed_accuracy_figure_has_measured_untrained_front_and_reference_series
     reference = [{"model": "paper-model", "fps": 300.0, "miou": 0.7, "hardware": "A100"}]
     fig = speed_accuracy_figure(rows, speed="fps", reference=reference)
     traces = {t.name: t for t in fig.data}
-    assert set(traces) == {"measured here", f"measured here - {UNTRAINED}", "Pareto front (measured)", PAPER_SERIES}
+    assert set(traces) == {"measured here", f"measured here - {UNTRAINED}", PARETO_SERIES, PAPER_SERIES}
     assert list(traces["measured here"].text) == ["fast", "slow", "bad"]  # the row without mIoU is left out
-    # Front over measured points only (the paper point must not hide measured ones); "bad" is dominated.
-    assert list(traces["Pareto front (measured)"].x) == [5, 40, 60]
+    # Front over measured trained points only (the paper point must not hide measured ones, the untrained
+    # "random" at 60 FPS is no trade-off); "bad" is dominated.
+    assert list(traces[PARETO_SERIES].x) == [5, 40]
     assert "A100" in traces[PAPER_SERIES].hovertext[0]
     assert fig.layout.xaxis.type == "log"  # 4 .. 300 FPS spans far more than one decade
+
+
+@pytest.mark.parametrize("speed", ["fps", "latency"])
+def test_pareto_front_leaves_untrained_models_out(speed):
+    rows = [make_row("trained-a", 20, 0.60), make_row("trained-b", 50, 0.45), make_row("trained-c", 10, 0.40),
+            make_row("random", 200, 0.01, trained=False), make_row("random-good", 5, 0.99, trained=False)]
+    fig = speed_accuracy_figure(rows, speed=speed)
+    front = next(t for t in fig.data if t.name == PARETO_SERIES)
+    key = "fps" if speed == "fps" else "latency_p50_ms"
+    on_front = {r["model"] for r in rows if r[key] in list(front.x)}
+    assert on_front == {"trained-a", "trained-b"}  # without the filter "random" (200 FPS) would be on it
+    untrained = next(t for t in fig.data if t.name == f"measured here - {UNTRAINED}")
+    assert list(untrained.text) == ["random", "random-good"]  # still drawn, just not on the front
+    only_untrained = speed_accuracy_figure([make_row("r1", 200, 0.01, trained=False),
+                                            make_row("r2", 100, 0.02, trained=False)], speed=speed)
+    assert PARETO_SERIES not in {t.name for t in only_untrained.data}
 
 
 def test_speed_accuracy_latency_axis_and_no_reference():
