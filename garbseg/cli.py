@@ -170,6 +170,11 @@ def cmd_bench(args) -> None:
             classes = dataset.classes if dataset else _default_classes()
             print(f"note: {name} has no shipped checkpoint; timing random weights (trained=false)", file=sys.stderr)
             loaded_models.append(random_model(name, classes, args.size))
+    if dataset is not None:  # before anything is timed: a mismatch would only surface at the end
+        from .data import require_classes
+
+        for loaded in loaded_models:
+            require_classes(loaded.classes, dataset, model=loaded.name)
     rows = []
     for loaded in loaded_models:
         model_rows = bench_runtimes(loaded, runtimes, size=args.size, threads=args.threads, warmup=args.warmup,

@@ -65,6 +65,13 @@ class DatasetError(ValueError):
     """A dataset file or folder that cannot be used; the message names it."""
 
 
+def require_classes(classes: Sequence[str], dataset: "SegmentationDataset", *, model: str = "the model") -> None:
+    """Raise :class:`DatasetError` naming both class lists when ``dataset``'s differ from ``classes``."""
+    if list(dataset.classes) != list(classes):
+        raise DatasetError(f"{model} predicts the classes {list(classes)} but {dataset.name} is labelled with "
+                           f"{list(dataset.classes)}; accuracy needs the same classes in the same order")
+
+
 # ----------------------------------------------------------------------------- images
 
 
