@@ -106,11 +106,10 @@ def _blend(rgb: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
 
 def _paste(rgb: np.ndarray, drawn: np.ndarray, where: np.ndarray) -> np.ndarray:
     """A copy of ``rgb`` with ``drawn`` where ``where`` is true."""
+    if cv2 is None:
+        return np.where(where[..., None], drawn, rgb)  # several times faster than boolean indexing
     out = rgb.copy()
-    if cv2 is not None:
-        cv2.copyTo(drawn, where.view(np.uint8), out)
-    else:
-        out[where] = drawn[where]
+    cv2.copyTo(drawn, where.view(np.uint8), out)
     return out
 
 
