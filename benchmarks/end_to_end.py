@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from garbseg.bench import cpu_name, default_threads, torch_threads  # noqa: E402
 from garbseg.data import DEFAULT_DATA_DIR, load_dataset, load_image  # noqa: E402
 from garbseg.infer import Predictor  # noqa: E402
-from garbseg.viz import overlay, palette  # noqa: E402
+from garbseg import viz  # noqa: E402
+from garbseg.viz import colorize, overlay  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtimes import paused, weights_for  # noqa: E402
@@ -37,16 +38,17 @@ def jpeg_frames(count: int = 8) -> list[bytes]:
     return [Path(p).read_bytes() for p in paths]
 
 
-def integer_overlay(image, mask: np.ndarray, num_classes: int, *, alpha: float = 0.5):
-    """What ``viz.overlay(style="overlay")`` draws, in 8-bit fixed point instead of float32 (to
-    compare against; the library's overlay is garbseg.viz's). Differs by at most one grey level."""
+def float_overlay(image, mask: np.ndarray, num_classes: int, *, alpha: float = 0.5):
+    """What ``viz.overlay(style="overlay")`` computed before it blended in uint8: float32 over the
+    whole frame (kept here to measure the before/after in one run)."""
     from PIL import Image
 
-    rgb = np.asarray(image.convert("RGB"))
-    weight = int(round(alpha * 256))
-    colours = palette(num_classes)[np.minimum(mask, num_classes - 1)]
-    blended = ((rgb.astype(np.uint16) * (256 - weight) + colours.astype(np.uint16) * weight + 128) >> 8).astype(np.uint8)
-    return Image.fromarray(np.where((mask > 0)[..., None], blended, rgb))
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colours = colorize(mask, num_classes).astype(np.float32)
+    where = mask > 0
+    out = rgb.copy()
+    out[where] = (1 - alpha) * rgb[where] + alpha * colours[where]
+    return Image.fromarray(out.round().astype(np.uint8))
 
 
 def measure(predictor: Predictor, frames: list[bytes], n: int, draw=overlay) -> dict[str, list[float]]:
@@ -79,8 +81,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--runs-dir", type=Path)
-    parser.add_argument("--overlay", choices=["viz", "integer"], default="viz",
-                        help="viz: garbseg.viz.overlay (default); integer: the fixed-point sketch in this file")
+    parser.add_argument("--overlay", choices=["viz", "numpy", "float"], default="viz",
+                        help="viz: garbseg.viz.overlay (default, OpenCV when installed); numpy: the same "
+                             "without OpenCV (its fixed-point fallback); float: the float32 blend it replaced")
     parser.add_argument("--pause-pid", type=int, nargs="+", help="SIGSTOP these processes while timing")
     args = parser.parse_args()
     classes = list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
@@ -89,7 +92,9 @@ def main() -> None:
     with torch_threads(args.threads):
         predictor = Predictor(loaded, args.size, runtime=args.runtime, threads=args.threads)
         with paused(args.pause_pid):
-            draw = overlay if args.overlay == "viz" else integer_overlay
+            if args.overlay == "numpy":
+                viz.cv2 = None  # garbseg.viz falls back to numpy, as on a machine without OpenCV
+            draw = float_overlay if args.overlay == "float" else overlay
             measure(predictor, frames, 10, draw)  # warm-up
             stages = measure(predictor, frames, args.frames, draw)
     med = {k: float(np.median(v)) for k, v in stages.items()}

@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .checkpoints import LoadedModel
+from .data import require_classes
 from .infer import Predictor, upsample_argmax
 from .metrics import ConfusionMatrix, compute_metrics
 from .models import count_parameters
@@ -101,11 +102,11 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 4, progress: bo
     """Confusion-matrix metrics of ``predictor`` over the whole ``dataset`` (raw images and masks).
 
     Predictions are resized back to each label's full resolution before comparing, so the score is
-    the one a user sees, independent of the network's input size.
+    the one a user sees, independent of the network's input size. Raises ``DatasetError`` when the
+    data's classes are not the model's.
     """
     classes = predictor.classes
-    if list(dataset.classes) != list(classes):
-        raise ValueError(f"the model's classes {classes} differ from the data's {dataset.classes}")
+    require_classes(classes, dataset, model=predictor.loaded.name)
     cm = ConfusionMatrix(len(classes))
     n = len(dataset)
     bar = tqdm(total=n, desc="eval", unit="img", disable=not progress)

@@ -106,7 +106,7 @@ def cmd_predict(args) -> None:
     from .viz import mask_to_png, overlay
 
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
-                                          log=_stderr_log)
+                                          calibrate=args.calibrate, log=_stderr_log)
     print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +170,11 @@ def cmd_bench(args) -> None:
             classes = dataset.classes if dataset else _default_classes()
             print(f"note: {name} has no shipped checkpoint; timing random weights (trained=false)", file=sys.stderr)
             loaded_models.append(random_model(name, classes, args.size))
+    if dataset is not None:  # before anything is timed: a mismatch would only surface at the end
+        from .data import require_classes
+
+        for loaded in loaded_models:
+            require_classes(loaded.classes, dataset, model=loaded.name)
     rows = []
     for loaded in loaded_models:
         model_rows = bench_runtimes(loaded, runtimes, size=args.size, threads=args.threads, warmup=args.warmup,
@@ -281,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
-    p.add_argument("--runtime", default="auto", help=RUNTIME_HELP + " (default auto)")
+    p.add_argument("--runtime", default="auto", help=RUNTIME_HELP + " (default auto; it considers int8 runtimes "
+                   "only once they are calibrated, see --calibrate)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="let auto calibrate and check the int8 runtimes it has not yet (minutes per model on "
+                        "trained weights, once: cached like every check); bench --runtime auto does the same")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="measure latency, cost and accuracy", description=(

@@ -59,6 +59,7 @@ class Predictor:
     threads: int | None = None  # threads for file-based runtimes (None: all cores)
     data_dir: str | None = None  # data set for int8 calibration and checks (None: the default one)
     log: object = None  # callable(str) for progress messages while a runtime is prepared
+    calibrate: bool = True  # False: auto leaves out int8 runtimes not calibrated yet (interactive use)
 
     def __post_init__(self) -> None:
         self.loaded.model.eval()
@@ -73,7 +74,7 @@ class Predictor:
             from .runtimes import build_engine
 
             self.engine = build_engine(self.loaded, self.runtime, size=self.size, threads=self.threads,
-                                       data_dir=self.data_dir, log=self.log)
+                                       data_dir=self.data_dir, calibrate=self.calibrate, log=self.log)
 
     @classmethod
     def from_checkpoint(cls, ref, input_size: int | None = None, *, runtime: str = "torch",
@@ -117,6 +118,37 @@ class Predictor:
     def predict(self, image) -> np.ndarray:
         """The class-id mask (``H x W`` uint8) of one image."""
         return self.predict_batch([image])[0]
+
+
+class SharedPredictor:
+    """A view on one :class:`Predictor` shared by several threads (app sessions, a webcam callback).
+
+    Every call holds ``lock``, so runs never overlap (they would share the cores and each other's
+    engine state); the view keeps its own ``last_timing``, so a caller reads its own call's times.
+    """
+
+    def __init__(self, predictor: Predictor, lock):
+        self.predictor = predictor
+        self.lock = lock
+        self.last_timing = Timing()
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self.predictor.loaded
+
+    @property
+    def classes(self) -> list[str]:
+        return self.predictor.classes
+
+    @property
+    def resolved_runtime(self) -> str:
+        return self.predictor.resolved_runtime
+
+    def predict(self, image) -> np.ndarray:
+        with self.lock:
+            mask = self.predictor.predict(image)
+            self.last_timing = self.predictor.last_timing
+        return mask
 
 
 def _normalisation_arrays(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

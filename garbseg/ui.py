@@ -1,12 +1,18 @@
 """Streamlit glue shared by the pages; the only garbseg module that imports streamlit.
 
 Models are loaded once per process with ``st.cache_resource`` (shared by all sessions, keyed by
-model name, checkpoint path and its mtime, so a checkpoint rewritten by training is picked up);
+model name, checkpoint path and its mtime, so a checkpoint rewritten by training is picked up), and
+so are their inference engines (also keyed by input size, runtime, threads and data folder);
 tables and metadata use ``st.cache_data``. Settings chosen in the sidebar survive page switches.
+
+Streamlit runs each session in its own thread: one lock (``INFERENCE_LOCK``) serialises inference
+across them, so two sessions never split the cores (or an engine) between them.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,21 +23,26 @@ from PIL import Image
 from .bench import default_threads
 from .checkpoints import shipped_checkpoint
 from .data import DEFAULT_DATA_DIR, available_splits, load_dataset
-from .infer import Predictor
+from .infer import Predictor, SharedPredictor
 from .model_card import model_card as build_model_card
 from .segment import Segmentation, segment_image
 from .results import load_results, results_path, save_results
+from .runtimes import RUNTIMES
 from .uploads import digest, extract_dataset_zip
 from .zoo import (BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, default_model, is_trained,
                   load_for_app, model_label)
 
-_PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir"}  # setting -> session key
+_PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir",
+            "runtime": "garbseg_runtime"}  # setting -> session key
+RUNTIME_ENV = "GARBSEG_RUNTIME"
+INFERENCE_LOCK = threading.Lock()
 
 
 @dataclass
 class Settings:
     threads: int
     data_dir: str
+    runtime: str = "auto"  # a name from garbseg.runtimes.RUNTIMES
 
 
 def show_error(message: str, exc: BaseException | None = None) -> None:
@@ -58,19 +69,37 @@ def _store(key: str) -> None:
     st.session_state[key] = st.session_state[f"_w_{key}"]
 
 
+def default_runtime() -> tuple[str, str | None]:
+    """``$GARBSEG_RUNTIME`` when it names a runtime, else ``auto``; plus a warning for a bad value."""
+    value = os.environ.get(RUNTIME_ENV, "").strip()
+    if not value or value in RUNTIMES:
+        return value or "auto", None
+    return "auto", f"{RUNTIME_ENV}={value!r} is not a runtime ({', '.join(RUNTIMES)}); using auto"
+
+
 def sidebar_settings() -> Settings:
-    """Threads and the labelled data folder, in the sidebar of every page."""
+    """Threads, the inference runtime and the labelled data folder, in the sidebar of every page."""
     with st.sidebar:
         st.subheader("Settings")
         cores = default_threads()
         key = _persisted("threads", cores)
         st.number_input("CPU threads", min_value=1, max_value=max(cores, 1) * 2, step=1, key=f"_w_{key}",
-                        on_change=_store, args=(key,), help="torch intra-op threads used for inference")
+                        on_change=_store, args=(key,), help="threads used for inference")
+        runtime, problem = default_runtime()
+        runtime_key = _persisted("runtime", runtime)
+        st.selectbox("Runtime", RUNTIMES, key=f"_w_{runtime_key}", on_change=_store, args=(runtime_key,),
+                     help="What runs the network on the Segment and Stream pages. auto: the fastest runtime "
+                          "that agrees with eager PyTorch here, chosen on first use of a model and size and "
+                          "cached; int8 runtimes only once calibrated (by `bench` or `predict --calibrate`). "
+                          f"Default from the {RUNTIME_ENV} environment variable.")
+        if problem:
+            st.warning(problem)
         data_key = _persisted("data_dir", str(DEFAULT_DATA_DIR))
         st.text_input("Labelled data folder", key=f"_w_{data_key}", on_change=_store, args=(data_key,),
                       help="YOLOv8-seg root (data.yaml), image+mask folders or COCO. "
                            "Default from the GARBSEG_DATA environment variable.")
-    settings = Settings(int(st.session_state[key]), str(st.session_state[data_key]).strip())
+    settings = Settings(int(st.session_state[key]), str(st.session_state[data_key]).strip(),
+                        str(st.session_state[runtime_key]))
     if torch.get_num_threads() != settings.threads:
         torch.set_num_threads(settings.threads)
     return settings
@@ -127,8 +156,26 @@ def get_model(name: str, classes: list[str]):
     return _load_model(name, checkpoint, mtime, () if checkpoint else tuple(classes))
 
 
-def get_predictor(name: str, classes: list[str], input_size: int | None = None) -> Predictor:
-    return Predictor(get_model(name, classes), input_size)
+@st.cache_resource(max_entries=12, show_spinner="Preparing the inference runtime (first use of this model, size "
+                                                "and runtime only; cached afterwards)...")
+def _engine(name: str, checkpoint: str | None, mtime: float | None, classes: tuple[str, ...],
+            input_size: int | None, runtime: str, threads: int, data_dir: str) -> Predictor:
+    loaded = _load_model(name, checkpoint, mtime, classes)
+    # The lock also keeps other sessions' inference off the cores while auto times the runtimes.
+    # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
+    with INFERENCE_LOCK:
+        predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
+                              calibrate=False)
+        predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
+    return predictor
+
+
+def get_predictor(name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> SharedPredictor:
+    """The model on the runtime chosen in ``settings``, prepared once per process; calls serialised."""
+    checkpoint, mtime = _checkpoint_key(name)
+    engine = _engine(name, checkpoint, mtime, () if checkpoint else tuple(classes), input_size, settings.runtime,
+                     settings.threads, settings.data_dir)
+    return SharedPredictor(engine, INFERENCE_LOCK)
 
 
 def label(name: str) -> str:
@@ -138,15 +185,15 @@ def label(name: str) -> str:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def segment_cached(photo_digest: str, _image, name: str, classes: tuple[str, ...], checkpoint: str | None,
-                   mtime: float | None, input_size: int | None) -> Segmentation:
-    """A photo's segmentation by one model; recomputed only when photo, model or size change."""
-    predictor = get_predictor(name, list(classes), input_size)
+                   mtime: float | None, input_size: int | None, settings: Settings) -> Segmentation:
+    """A photo's segmentation by one model; recomputed only when photo, model, size or settings change."""
+    predictor = get_predictor(name, list(classes), settings, input_size)
     return segment_image(predictor, _image, model=name, trained=is_trained(predictor.loaded))
 
 
-def segment(photo, name: str, classes: list[str], input_size: int | None = None) -> Segmentation:
+def segment(photo, name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> Segmentation:
     checkpoint, mtime = _checkpoint_key(name)
-    return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size)
+    return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size, settings)
 
 
 def model_picker(key: str) -> str:

@@ -48,14 +48,14 @@ for file in files or []:
     for column, name in zip(columns[1:], models):
         with column:
             try:
-                result = ui.segment(photo, name, classes, input_size)
+                result = ui.segment(photo, name, classes, settings, input_size)
             except Exception as exc:  # a model that fails must not take the page down
                 ui.show_error(f"{name} failed on {file.name}", exc)
                 continue
             picture = result.render(photo.image, alpha=alpha, style=style)
             status = "" if result.trained else f" - {UNTRAINED}"
             st.image(picture, caption=f"{name}{status}", width="stretch")
-            st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms)")
+            st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms on `{result.runtime}`)")
             st.html(legend_html(result.legend()))
             mask_png, overlay_png = io.BytesIO(), io.BytesIO()
             mask_to_png(result.mask, len(result.classes)).save(mask_png, format="PNG")

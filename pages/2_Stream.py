@@ -21,10 +21,16 @@ with st.container(border=True):
     style = c2.radio("Show", ["overlay", "mask", "outline"], horizontal=True, key="stream_style")
 classes = ui.classes_for_untrained(settings)
 try:
-    predictor = ui.get_predictor(name, classes)
+    ui.get_model(name, classes)
 except Exception as exc:  # e.g. a damaged checkpoint: say so and let the user pick another model
     ui.show_error(f"Cannot load {name}; pick another model", exc)
     st.stop()
+
+
+def predictor():
+    """The model on the sidebar's runtime; prepared on first use (a video started, the camera on)."""
+    return ui.get_predictor(name, classes, settings)
+
 
 video_tab, webcam_tab = st.tabs(["Video file", "Webcam"])
 
@@ -57,10 +63,12 @@ with video_tab:
         try:
             src = save_upload(data, upload.name)
             dst = Path(tempfile.mkdtemp(prefix="garbseg-video-")) / f"{Path(upload.name).stem}_segmented.mp4"
-            report = segment_video(src, dst, predictor, stride=int(stride), max_side=int(max_side), alpha=alpha,
+            segmenter = predictor()
+            report = segment_video(src, dst, segmenter, stride=int(stride), max_side=int(max_side), alpha=alpha,
                                    style=style, max_frames=int(max_frames) or None, on_frame=on_frame)
             st.session_state["video_result"] = {"key": job_key, "name": upload.name, "report": report,
-                                                "mp4": dst.read_bytes(), "model": ui.label(name)}
+                                                "mp4": dst.read_bytes(), "model": ui.label(name),
+                                                "runtime": segmenter.resolved_runtime}
         except (UploadError, VideoError) as exc:
             st.session_state.pop("video_result", None)
             ui.show_error(str(exc))
@@ -84,7 +92,8 @@ with video_tab:
                      help="segmented frames per second of wall clock: decode + segment + encode")
         right.metric("Latency p50 / p95", f"{summary['latency_p50_ms']:.0f} / {summary['latency_p95_ms']:.0f} ms",
                      help="segmentation + overlay of one frame")
-        right.caption(f"Output {summary['size']} at {summary['output_fps']:.2f} fps ({report.codec})")
+        right.caption(f"Network on `{result['runtime']}`. Output {summary['size']} at "
+                      f"{summary['output_fps']:.2f} fps ({report.codec})")
         st.plotly_chart(frame_latency_figure(report.latencies_ms), key="frame_latency")
         st.download_button("Download annotated mp4", result["mp4"], f"{Path(result['name']).stem}_segmented.mp4",
                            "video/mp4", on_click="ignore")
@@ -102,9 +111,9 @@ def snapshot_fallback():
     except UploadError as exc:
         ui.show_error(str(exc))
         return
-    result = ui.segment(photo, name, classes)
+    result = ui.segment(photo, name, classes, settings)
     st.image(result.render(photo.image, alpha=alpha, style=style),
-             caption=f"{ui.label(name)} - {result.total_ms:.0f} ms", width=640)
+             caption=f"{ui.label(name)} - {result.total_ms:.0f} ms on {result.runtime}", width=640)
     st.html(legend_html(result.legend()))
 
 
@@ -120,10 +129,12 @@ with webcam_tab:
         st.info(f"Live video is unavailable here ({webrtc_error}); take single snapshots instead.")
 
     if mode == "Live (WebRTC)":
-        segmenter = st.session_state.setdefault("live_segmenter", LiveSegmenter(predictor))
+        live = predictor()
+        segmenter = st.session_state.setdefault("live_segmenter", LiveSegmenter(live))
         # The callback runs in WebRTC's thread and reads these on every frame.
-        segmenter.predictor, segmenter.alpha, segmenter.style = predictor, alpha, style
-        st.caption("The frame rate and per-frame latency are drawn in the top-left corner of the video.")
+        segmenter.predictor, segmenter.alpha, segmenter.style = live, alpha, style
+        st.caption(f"Network on `{live.resolved_runtime}`. The frame rate and per-frame latency are drawn in the "
+                   "top-left corner of the video.")
         try:
             webrtc_streamer(key="live", mode=WebRtcMode.SENDRECV, video_frame_callback=segmenter.av_callback,
                             media_stream_constraints={"video": True, "audio": False}, async_processing=True)

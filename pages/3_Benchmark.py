@@ -26,7 +26,10 @@ with st.form("bench"):
     runs = c3.number_input("Timed runs", 3, 500, 10, key="bench_runs")
     warmup = c4.number_input("Warm-up runs", 0, 50, 3, key="bench_warmup")
     choices = supported_runtimes()
-    runtimes = (st.multiselect("Runtimes", choices, default=["torch"], key="bench_runtimes")
+    runtimes = (st.multiselect("Runtimes", choices, default=["torch"], key="bench_runtimes",
+                               help="A benchmark prepares what it measures: auto and the int8 runtimes calibrate "
+                                    "int8 on first use (minutes per trained model, cached; afterwards the "
+                                    "Segment and Stream pages' auto considers int8 too).")
                 if len(choices) > 1 else ["torch"])
     source = st.radio("Labelled set (for mIoU)", ["configured folder", "uploaded zip", "none (speed only)"],
                       horizontal=True, key="bench_source")

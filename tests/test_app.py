@@ -45,12 +45,17 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No shipped checkpoints and a private results cache, unless a test asks for weights."""
+    """No shipped checkpoints and a private results cache, unless a test asks for weights.
+
+    Pages run on eager torch here: the app's default, auto, prepares and times every runtime on first
+    use of a model (tens of seconds per model in a fresh cache); test_segment_on_the_sidebar_runtime
+    covers auto."""
     empty = tmp_path / "no-checkpoints"
     empty.mkdir()
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", empty)
     monkeypatch.setattr(results, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setenv("GARBSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GARBSEG_RUNTIME", "torch")
 
 
 @pytest.fixture
@@ -139,6 +144,32 @@ def test_segment_real_photo_gives_one_overlay_per_chosen_model():
     assert [b.label for b in at.download_button] == ["Mask PNG", "Outline PNG"] * 2
 
 
+@requires_real_data
+def test_segment_on_the_sidebar_runtime_says_which_ran(tmp_path):
+    import streamlit as st
+
+    st.cache_resource.clear()  # engines live per process: make this test prepare its own, in its cache
+    at = open_app("pages/1_Segment.py")
+    runtime = at.selectbox(key="_w_garbseg_runtime")
+    assert runtime.value == "torch"  # the default comes from $GARBSEG_RUNTIME
+    runtime.set_value("auto").run()
+    photo = real_photo()
+    at.file_uploader(key="segment_photos").upload(photo.name, photo.read_bytes(), "image/jpeg")
+    at.run()
+    assert_clean(at)
+    assert not errors(at)
+    cache = tmp_path / "cache"
+    # Interactive use never calibrates int8: auto chose among the float runtimes, in its own file.
+    choices = list(cache.glob(f"{FAST}-*/auto-*-float.json"))
+    assert len(choices) == 1 and not list(cache.glob(f"{FAST}-*/auto-*-t?.json"))
+    assert not list(cache.rglob("*int8*"))
+    chosen = json.loads(choices[0].read_text())["runtime"]
+    timings = [m.value for m in at.markdown if m.value.startswith("**") and " ms**" in m.value]
+    assert len(timings) == 1 and timings[0].endswith(f" on `{chosen}`)"), (timings, chosen)
+    at.switch_page("pages/2_Stream.py").run()  # the setting holds on the other page
+    assert at.selectbox(key="_w_garbseg_runtime").value == "auto"
+
+
 def test_segment_bad_upload_shows_an_error_and_keeps_the_good_one(with_weights):
     at = open_app("pages/1_Segment.py")
     good = io.BytesIO()
@@ -183,6 +214,7 @@ def test_stream_segments_an_uploaded_video_and_offers_the_mp4():
     assert not [e for e in errors(at) if "Live video" not in e]
     assert len(at.get("video")) == 1
     assert [m.value for m in at.metric][:1] == ["4 of 4"]
+    assert any(c.value.startswith("Network on `torch`.") for c in at.caption)
     assert any(s["layout"]["title"]["text"] == "Per-frame latency" for s in plotly_specs(at))
     assert [b.label for b in at.download_button] == ["Download annotated mp4"]
     # The webcam tab falls back to a snapshot when WebRTC has no session (as under AppTest).

@@ -55,3 +55,17 @@ def test_unreadable_results_file_means_no_results(tmp_path, content):
     path.write_text(content)
     assert load_results(path) == []
     assert load_results(tmp_path / "missing.json") == []
+
+
+def test_evaluate_raises_a_dataset_error_naming_both_class_lists(tiny_data):
+    from garbseg.bench import evaluate
+    from garbseg.data import DatasetError, load_dataset
+    from garbseg.infer import Predictor
+
+    dataset = load_dataset(tiny_data, "val")
+    other = random_model(FAST, ["background", "glass", "metal"], 64)
+    with pytest.raises(DatasetError) as info:
+        evaluate(Predictor(other, 64), dataset, progress=False)
+    assert "['background', 'glass', 'metal']" in str(info.value) and str(list(dataset.classes)) in str(info.value)
+    same = random_model(FAST, list(dataset.classes), 64)
+    assert evaluate(Predictor(same, 64), dataset, progress=False)["num_images"] == len(dataset)

@@ -40,8 +40,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     port = free_port()
+    # Eager torch: this checks the browser path; auto's one-off preparation is covered by test_app.py.
     env = {**os.environ, "GARBSEG_CACHE": str(tmp_path_factory.mktemp("cache")),
-           "GARBSEG_CHECKPOINTS": str(tmp_path_factory.mktemp("no-checkpoints"))}
+           "GARBSEG_CHECKPOINTS": str(tmp_path_factory.mktemp("no-checkpoints")), "GARBSEG_RUNTIME": "torch"}
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--browser.gatherUsageStats", "false"],

@@ -53,14 +53,25 @@ def test_eval_json_reports_the_metrics(tiny_run, tiny_data):
     assert metrics["miou"] == pytest.approx(best, abs=0.02)  # training validates under the same protocol
 
 
-def test_predict_writes_mask_and_overlay(tiny_run, tiny_data, tmp_path):
+def test_predict_writes_mask_and_overlay_on_auto_and_calibrates_only_when_asked(tiny_run, tiny_data, tmp_path):
+    # The tiny set is the default data here, so its val labels fit the model and int8 could be checked.
+    cache = tmp_path / "cache"
+    env = {**__import__("os").environ, "GARBSEG_CACHE": str(cache), "GARBSEG_DATA": str(tiny_data)}
     image = next((tiny_data / "val" / "images").iterdir())
-    result = run_cli("predict", "--checkpoint", tiny_run, image, "--out", tmp_path / "pred")
+    result = run_cli("predict", "--checkpoint", tiny_run, image, "--out", tmp_path / "pred", env=env)
     mask = np.array(Image.open(tmp_path / "pred" / f"{image.stem}_mask.png"))
     overlay = Image.open(tmp_path / "pred" / f"{image.stem}_overlay.png")
     assert mask.shape == (64, 64) and mask.max() < 3
     assert overlay.size == (64, 64)
     assert image.name in result.stdout
+    (choice,) = cache.glob("*/auto-64-t*-float.json")  # auto without int8: nothing calibrated
+    assert not list(cache.rglob("*int8*"))
+    assert f"runtime: {json.loads(choice.read_text())['runtime']} (chosen by auto)" in result.stdout
+
+    result = run_cli("predict", "--checkpoint", tiny_run, image, "--out", tmp_path / "pred", "--calibrate", env=env)
+    (full,) = [p for p in cache.glob("*/auto-64-t*.json") if not p.stem.endswith("-float")]
+    assert {"onnx-int8", "openvino-int8"} <= set(json.loads(full.read_text())["candidates"])
+    assert f"runtime: {json.loads(full.read_text())['runtime']} (chosen by auto)" in result.stdout
 
 
 def test_predict_reports_unreadable_images(tiny_run, tmp_path):
@@ -105,3 +116,25 @@ def test_eval_stops_on_a_broken_image_unless_asked_to_skip(tiny_run, tiny_data, 
     result = run_cli("eval", "--checkpoint", tiny_run, "--data", data, "--json", "--skip-broken")
     assert json.loads(result.stdout)["num_images"] == 3
     assert "img0.png" in result.stderr  # the warning names the file
+
+
+def test_bench_with_data_of_other_classes_stops_before_timing(tiny_data, tmp_path):
+    from garbseg.checkpoints import make_metadata, random_model, save_checkpoint
+    from garbseg.zoo import DEFAULT_CLASSES
+
+    shipped = tmp_path / "checkpoints"  # a "shipped" checkpoint whose classes are not the tiny set's
+    loaded = random_model("mobilenet_v3_large-lraspp", DEFAULT_CLASSES, 64)
+    shipped.mkdir()
+    save_checkpoint(shipped / "mobilenet_v3_large-lraspp.safetensors", loaded.model,
+                    make_metadata(loaded.model, classes=DEFAULT_CLASSES, input_size=64, trained=True,
+                                  model_kwargs=loaded.meta.get("model_kwargs", {})))
+    cache = tmp_path / "cache"
+    env = {**__import__("os").environ, "GARBSEG_CHECKPOINTS": str(shipped), "GARBSEG_CACHE": str(cache)}
+    result = run_cli("bench", "--model", "mobilenet_v3_large-lraspp", "--data", tiny_data, "--size", "64",
+                     "--runtime", "torch,onnx", "--runs", "3", "--warmup", "1", check=False, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert str(DEFAULT_CLASSES) in errors[0] and "['background', 'red', 'blue']" in errors[0]
+    assert " p50 " not in result.stderr  # nothing was timed...
+    assert not list(cache.rglob("*.onnx"))  # ...and no runtime was even prepared

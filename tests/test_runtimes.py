@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from garbseg.checkpoints import load_checkpoint
+from garbseg.checkpoints import load_checkpoint, random_model
 from garbseg.data import load_dataset, normalize_image
 from garbseg.infer import Predictor, prepare_image, upsample_argmax
 from garbseg.runtimes import build_engine, check_engine
 from garbseg.runtimes.cache import model_dir
-from garbseg.runtimes.checks import PARITY_THRESHOLD
+from garbseg.runtimes.checks import INT8_RUNTIMES, PARITY_THRESHOLD
 from garbseg.runtimes.onnx_export import onnx_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +195,41 @@ def test_auto_chooses_once_and_caches_the_choice(loaded, tiny_data, monkeypatch)
 
     monkeypatch.setattr(runtimes, "choose", lambda *a, **k: pytest.fail("the cached choice was not used"))
     assert build_engine(loaded, "auto", size=SIZE, threads=1, data_dir=tiny_data).name == engine.name
+
+
+@has_ort
+@has_ov
+def test_auto_without_calibration_leaves_int8_out_until_it_is_calibrated(tiny_data, monkeypatch):
+    # Random weights at 64 px: every step runs for real (export, checks, NNCF and ORT quantisation) in seconds.
+    loaded = random_model("mobilenet_v3_large-lraspp", list(load_dataset(tiny_data, "val").classes), SIZE)
+    folder = model_dir(loaded)
+    full_file, float_file = folder / f"auto-{SIZE}-t1.json", folder / f"auto-{SIZE}-t1-float.json"
+
+    def auto(calibrate):
+        return build_engine(loaded, "auto", size=SIZE, threads=1, data_dir=tiny_data, calibrate=calibrate)
+
+    first = auto(False)
+    choice = json.loads(float_file.read_text())
+    assert first.name == choice["runtime"]
+    assert "onnx" in choice["candidates"] and set(choice["candidates"]).isdisjoint(INT8_RUNTIMES)
+    assert not full_file.exists()  # a choice without int8 never stands in for the full one
+    assert not list(folder.glob("*int8*"))  # nothing was quantised
+
+    # openvino-int8 calibrated and checked elsewhere (as `bench --runtime openvino-int8` does): now it counts
+    int8 = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    check_engine(loaded, int8, data_dir=tiny_data)
+    auto(False)
+    choice = json.loads(float_file.read_text())
+    assert "openvino-int8" in choice["candidates"] and "onnx-int8" not in choice["candidates"]
+    assert not full_file.exists() and not list(folder.glob("*int8*.onnx"))
+
+    # With calibration auto chooses among all; from then on that choice is used without calibration too.
+    full = auto(True)
+    assert set(INT8_RUNTIMES) <= set(json.loads(full_file.read_text())["candidates"])
+    import garbseg.runtimes as runtimes
+
+    monkeypatch.setattr(runtimes, "choose", lambda *a, **k: pytest.fail("the full choice was not used"))
+    assert auto(False).name == full.name
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

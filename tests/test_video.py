@@ -138,3 +138,39 @@ def test_live_segmenter_annotates_av_frames_with_a_readout():
     assert live.last_latency_ms > 0
     plain = np.full((40, 200, 3), 200, np.uint8)
     assert (draw_readout(plain, "12 FPS") != plain).any() and (plain == 200).all()  # input untouched
+
+
+def test_a_shared_predictor_serialises_calls_and_keeps_timings_per_view():
+    import threading
+    import time
+
+    from PIL import Image
+
+    from garbseg.infer import SharedPredictor, Timing
+
+    class SlowPredictor(HalfPredictor):
+        resolved_runtime = "torch"
+
+        def __init__(self):
+            super().__init__()
+            self.running, self.overlaps = 0, 0
+
+        def predict(self, image):
+            self.running += 1
+            self.overlaps += self.running > 1
+            time.sleep(0.02)  # long enough for another thread to come in, were it allowed
+            self.last_timing = Timing(model_ms=float(image.width))  # who called last, by image width
+            self.running -= 1
+            return super().predict(image)
+
+    shared, lock = SlowPredictor(), threading.Lock()
+    views = [SharedPredictor(shared, lock) for _ in range(3)]
+    threads = [threading.Thread(target=lambda v=v, w=w: [v.predict(Image.new("RGB", (w, 8))) for _ in range(4)])
+               for v, w in zip(views, (10, 20, 30))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert shared.calls == 12 and shared.overlaps == 0
+    assert [v.last_timing.model_ms for v in views] == [10.0, 20.0, 30.0]
+    assert views[0].classes == CLASSES and views[0].resolved_runtime == "torch"

@@ -7,10 +7,13 @@ import re
 import numpy as np
 import pytest
 
+from PIL import Image
+
+import garbseg.viz as viz
 from garbseg.report import build_report, results_table, standard_figures
-from garbseg.viz import (PAPER_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
-                         latency_distribution_figure, legend_html, legend_rows, pareto_front, per_class_iou_figure,
-                         row_label, speed_accuracy_figure)
+from garbseg.viz import (PAPER_SERIES, PARETO_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
+                         latency_distribution_figure, legend_html, legend_rows, outline, overlay, palette,
+                         pareto_front, per_class_iou_figure, row_label, speed_accuracy_figure)
 from garbseg.zoo import UNTRAINED
 
 CLASSES = ["background", "glass", "metal"]
@@ -51,6 +54,74 @@ def test_pareto_front_ignores_missing_values_and_keeps_duplicates():
     assert pareto_front([], []) == []
 
 
+# ----------------------------------------------------------------------------- overlay
+
+NUM_CLASSES = 6
+
+
+@pytest.fixture(params=["opencv", "numpy"])
+def blend_path(request, monkeypatch):
+    """Run a test once on the OpenCV path and once on the numpy fallback (cv2 hidden)."""
+    if request.param == "opencv" and viz.cv2 is None:
+        pytest.skip("OpenCV is not installed")
+    if request.param == "numpy":
+        monkeypatch.setattr(viz, "cv2", None)
+    return request.param
+
+
+def photo_and_mask(height=97, width=131, seed=1):
+    """A noisy photo and a mask with background, every class, and a few ignore (255) pixels."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = rng.integers(0, NUM_CLASSES, (height, width)).astype(np.uint8)
+    mask[:20] = 0
+    mask[-3:, -5:] = 255
+    return rgb, mask
+
+
+def expected_colours(mask):
+    table = np.vstack([palette(NUM_CLASSES), np.full((256 - NUM_CLASSES, 3), 255, np.uint8)])
+    return table[mask]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2, 1 / 3, 0.5, 0.7, 0.9, 1.0])
+def test_overlay_is_within_one_grey_level_of_the_float_blend(blend_path, alpha):
+    rgb, mask = photo_and_mask()
+    out = np.asarray(overlay(Image.fromarray(rgb), mask, NUM_CLASSES, alpha=alpha))
+    drawn = mask > 0
+    float_blend = ((1 - alpha) * rgb.astype(np.float64) + alpha * expected_colours(mask).astype(np.float64)).round()
+    assert out.dtype == np.uint8 and out.shape == rgb.shape
+    assert np.array_equal(out[~drawn], rgb[~drawn])  # background keeps the photo exactly
+    assert np.abs(out[drawn].astype(int) - float_blend[drawn]).max() <= 1
+    if alpha == 1.0:  # full opacity: the class colours themselves (ignore pixels white)
+        assert np.array_equal(out[drawn], expected_colours(mask)[drawn])
+
+
+def test_overlay_mask_and_outline_styles(blend_path):
+    rgb, mask = photo_and_mask(40, 50, seed=2)
+    image = Image.fromarray(rgb)
+    coloured = np.asarray(overlay(image, mask, NUM_CLASSES, style="mask"))
+    assert np.array_equal(coloured, expected_colours(mask))
+    edges = outline(mask)
+    assert 0 < edges.sum() < edges.size
+    lined = np.asarray(overlay(image, mask, NUM_CLASSES, style="outline", alpha=0.1))  # alpha does not apply
+    assert np.array_equal(lined[edges], expected_colours(mask)[edges])
+    assert np.array_equal(lined[~edges], rgb[~edges])
+    with pytest.raises(ValueError, match="style"):
+        overlay(image, mask, NUM_CLASSES, style="blur")
+    with pytest.raises(ValueError, match="mask is"):
+        overlay(image, mask[:-1], NUM_CLASSES)
+
+
+def test_overlay_of_a_greyscale_photo_and_a_wide_mask_dtype(blend_path):
+    rgb, mask = photo_and_mask(30, 30, seed=3)
+    grey = Image.fromarray(rgb[..., 0], mode="L")
+    out = np.asarray(overlay(grey, mask.astype(np.int64), NUM_CLASSES))
+    assert out.shape == (30, 30, 3)
+    background = mask == 0
+    assert np.array_equal(out[background], np.repeat(rgb[..., :1], 3, axis=2)[background])
+
+
 # ----------------------------------------------------------------------------- legend
 
 
@@ -81,12 +152,29 @@ def test_speed_accuracy_figure_has_measured_untrained_front_and_reference_series
     reference = [{"model": "paper-model", "fps": 300.0, "miou": 0.7, "hardware": "A100"}]
     fig = speed_accuracy_figure(rows, speed="fps", reference=reference)
     traces = {t.name: t for t in fig.data}
-    assert set(traces) == {"measured here", f"measured here - {UNTRAINED}", "Pareto front (measured)", PAPER_SERIES}
+    assert set(traces) == {"measured here", f"measured here - {UNTRAINED}", PARETO_SERIES, PAPER_SERIES}
     assert list(traces["measured here"].text) == ["fast", "slow", "bad"]  # the row without mIoU is left out
-    # Front over measured points only (the paper point must not hide measured ones); "bad" is dominated.
-    assert list(traces["Pareto front (measured)"].x) == [5, 40, 60]
+    # Front over measured trained points only (the paper point must not hide measured ones, the untrained
+    # "random" at 60 FPS is no trade-off); "bad" is dominated.
+    assert list(traces[PARETO_SERIES].x) == [5, 40]
     assert "A100" in traces[PAPER_SERIES].hovertext[0]
     assert fig.layout.xaxis.type == "log"  # 4 .. 300 FPS spans far more than one decade
+
+
+@pytest.mark.parametrize("speed", ["fps", "latency"])
+def test_pareto_front_leaves_untrained_models_out(speed):
+    rows = [make_row("trained-a", 20, 0.60), make_row("trained-b", 50, 0.45), make_row("trained-c", 10, 0.40),
+            make_row("random", 200, 0.01, trained=False), make_row("random-good", 5, 0.99, trained=False)]
+    fig = speed_accuracy_figure(rows, speed=speed)
+    front = next(t for t in fig.data if t.name == PARETO_SERIES)
+    key = "fps" if speed == "fps" else "latency_p50_ms"
+    on_front = {r["model"] for r in rows if r[key] in list(front.x)}
+    assert on_front == {"trained-a", "trained-b"}  # without the filter "random" (200 FPS) would be on it
+    untrained = next(t for t in fig.data if t.name == f"measured here - {UNTRAINED}")
+    assert list(untrained.text) == ["random", "random-good"]  # still drawn, just not on the front
+    only_untrained = speed_accuracy_figure([make_row("r1", 200, 0.01, trained=False),
+                                            make_row("r2", 100, 0.02, trained=False)], speed=speed)
+    assert PARETO_SERIES not in {t.name for t in only_untrained.data}
 
 
 def test_speed_accuracy_latency_axis_and_no_reference():

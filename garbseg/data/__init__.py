@@ -19,7 +19,7 @@ One module per job; every public name is importable from ``garbseg.data`` itself
 * ``constants``    - default data folder, ignore index, ImageNet mean/std, file suffixes, `DatasetError`
 * ``images``       - `load_image` (EXIF orientation, any mode to RGB), listing a folder's images
 * ``rasterize``    - polygons and COCO RLE to masks
-* ``dataset``      - `Sample`, `SegmentationDataset`, `class_pixel_counts`, the on_error policy
+* ``dataset``      - `Sample`, `SegmentationDataset`, `class_pixel_counts`, `require_classes`, the on_error policy
 * ``yolo``         - data.yaml, label files and masks of the YOLOv8-seg layout
 * ``mask_folders`` - the image + mask folder layout and its class files
 * ``coco``         - the COCO layout
@@ -40,7 +40,7 @@ from .constants import (
     SPLIT_ALIASES,
     DatasetError,
 )
-from .dataset import MaskReader, Sample, SegmentationDataset, class_pixel_counts
+from .dataset import MaskReader, Sample, SegmentationDataset, class_pixel_counts, require_classes
 from .images import EXIF_ORIENTATION, load_image
 from .layout import available_splits, load_dataset
 from .rasterize import decode_rle_string, rasterize_polygons, rle_to_mask
@@ -67,6 +67,7 @@ __all__ = [
     "TrainTransform",
     "available_splits",
     "class_pixel_counts",
+    "require_classes",
     "decode_rle_string",
     "load_dataset",
     "load_image",

@@ -219,3 +219,10 @@ def class_pixel_counts(dataset: SegmentationDataset) -> np.ndarray:
         values = mask[mask != IGNORE_INDEX]
         counts += np.bincount(values.ravel(), minlength=len(counts))[: len(counts)]
     return counts
+
+
+def require_classes(classes: Sequence[str], dataset: SegmentationDataset, *, model: str = "the model") -> None:
+    """Raise :class:`DatasetError` naming both class lists when ``dataset``'s differ from ``classes``."""
+    if list(dataset.classes) != list(classes):
+        raise DatasetError(f"{model} predicts the classes {list(classes)} but {dataset.name} is labelled with "
+                           f"{list(dataset.classes)}; accuracy needs the same classes in the same order")

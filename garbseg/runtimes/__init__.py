@@ -7,6 +7,12 @@
 Runtimes: ``torch`` (eager float32, the reference), ``torch-opt``, ``onnx``, ``onnx-int8``,
 ``openvino``, ``openvino-bf16``, ``openvino-int8``; ``auto`` picks the fastest one that passes its
 check (see :mod:`.checks`) for this model, size and machine, and remembers the choice.
+
+Calibrating and checking an int8 runtime on trained weights takes minutes, too long for interactive
+use: with ``calibrate=False`` ``auto`` considers only the int8 runtimes whose check is already
+cached (from ``bench``, ``benchmarks/runtimes.py`` or ``predict --calibrate``). Such a choice is
+cached apart (``auto-<size>-t<threads>-float.json``, keyed by its candidates too); the full choice,
+once made, is used either way.
 """
 
 from __future__ import annotations
@@ -96,15 +102,16 @@ def parse_runtimes(text: str) -> list[str]:
 
 
 def build_engine(loaded: LoadedModel, runtime: str = "torch", *, size: int, threads: int | None = None,
-                 data_dir: str | Path | None = None, fallback: bool = True,
+                 data_dir: str | Path | None = None, fallback: bool = True, calibrate: bool = True,
                  log: Callable[[str], None] | None = None) -> Engine:
     """The engine for ``runtime`` (or ``auto``'s choice). With ``fallback`` a runtime that cannot
-    run warns and hands over to the next one in ``FALLBACK``; ``engine.name`` says what runs."""
+    run warns and hands over to the next one in ``FALLBACK``; ``engine.name`` says what runs.
+    ``calibrate=False``: ``auto`` leaves out int8 runtimes that were not calibrated and checked yet."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
     ctx = _context(loaded, size, threads, data_dir, log)
     if runtime == "auto":
-        return _auto_engine(ctx)
+        return _auto_engine(ctx, calibrate)
     name = runtime
     while True:
         try:
@@ -147,14 +154,38 @@ def _fingerprint(ctx: BuildContext) -> dict:
             **{name: runtime_version(name) for name in AUTO_CANDIDATES}}
 
 
-def _auto_engine(ctx: BuildContext) -> Engine:
-    fingerprint = _fingerprint(ctx)
-    chosen = cached_choice(ctx, fingerprint)
+def _cached_engine(ctx: BuildContext, fingerprint: dict, partial: bool) -> Engine | None:
+    chosen = cached_choice(ctx, fingerprint, partial=partial)
     if chosen is not None:
         try:
             return ENGINES[chosen](ctx)
         except RuntimeUnavailable as exc:
             warn(f"auto's cached choice {chosen} cannot run ({exc}); choosing again")
+    return None
+
+
+def _auto_candidates(ctx: BuildContext) -> list[str]:
+    if _labelled_val_fits(ctx):
+        return list(AUTO_CANDIDATES)
+    # int8 is accepted only on a measured mIoU change; without labels that fit, skip the calibration.
+    return [n for n in AUTO_CANDIDATES if n not in INT8_RUNTIMES]
+
+
+def _auto_engine(ctx: BuildContext, calibrate: bool = True) -> Engine:
+    fingerprint = _fingerprint(ctx)
+    engine = _cached_engine(ctx, fingerprint, partial=False)
+    if engine is not None:
+        return engine
+    full = _auto_candidates(ctx)
+    candidates = full
+    if not calibrate:  # int8 only where calibrated and checked before (then loading it is cheap)
+        candidates = [n for n in full if n not in INT8_RUNTIMES or cached_check(ctx, n, runtime_version(n))]
+    partial = candidates != full
+    if partial:  # valid only for the same candidates: a runtime calibrated since then means a new choice
+        fingerprint = {**fingerprint, "candidates": candidates}
+        engine = _cached_engine(ctx, fingerprint, partial=True)
+        if engine is not None:
+            return engine
     references: dict[bool, Reference] = {}
 
     def reference(with_miou: bool) -> Reference:
@@ -171,13 +202,10 @@ def _auto_engine(ctx: BuildContext) -> Engine:
             return cached
         return run_check(ctx, engine, reference(engine.name in INT8_RUNTIMES), version)
 
-    candidates = list(AUTO_CANDIDATES)
-    if not _labelled_val_fits(ctx):
-        # int8 is accepted only on a measured mIoU change; without labels that fit, skip the calibration.
-        candidates = [n for n in candidates if n not in INT8_RUNTIMES]
-    ctx.log(f"auto: choosing among {', '.join(candidates)} for {ctx.name} at {ctx.size} ({ctx.threads} threads)")
+    ctx.log(f"auto: choosing among {', '.join(candidates)} for {ctx.name} at {ctx.size} ({ctx.threads} threads)"
+            + ("; int8 runtimes not calibrated yet are left out" if partial else ""))
     try:
-        _, engine = choose(ctx, fingerprint, candidates, lambda n: ENGINES[n](ctx), check)
+        _, engine = choose(ctx, fingerprint, candidates, lambda n: ENGINES[n](ctx), check, partial=partial)
     except RuntimeUnavailable as exc:
         warn(f"auto could not choose ({exc}); using torch")
         return TorchEngine(ctx)

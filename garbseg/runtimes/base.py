@@ -8,6 +8,7 @@ image.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,15 @@ class RuntimeUnavailable(RuntimeError):
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def import_optional(package: str, needed_by: str | None = None):
+    """``import package``; a missing package makes the runtime unavailable (so it can fall back)."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        who = f"{needed_by} needs {package}" if needed_by else f"{package} is not installed"
+        raise RuntimeUnavailable(f"{who} ({exc})") from exc
 
 
 @dataclass

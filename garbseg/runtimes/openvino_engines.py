@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ArrayEngine, BuildContext, RuntimeUnavailable
+from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import calibration_arrays, heldout_arrays
 
 # Quantisation with accuracy control: NNCF keeps in float the few layers whose int8 error costs the
@@ -36,21 +36,13 @@ INT8_RECIPE = "ag2"  # in the cached file name: a new recipe never reuses an old
 from .onnx_export import export_onnx
 
 
-def _import_openvino():
-    try:
-        import openvino
-    except ImportError as exc:
-        raise RuntimeUnavailable(f"openvino is not installed ({exc})") from exc
-    return openvino
-
-
 class OpenVinoEngine(ArrayEngine):
     name = "openvino"
     precision = "f32"
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx)
-        ov = _import_openvino()
+        ov = import_optional("openvino")
         self.core = ov.Core()
         try:
             compiled, source = self._compile(ctx, force=False)
@@ -108,11 +100,8 @@ class OpenVinoInt8Engine(OpenVinoEngine):
         return self.core.read_model(str(xml)), xml
 
     def _quantise(self, ctx: BuildContext, xml: Path) -> None:
-        ov = _import_openvino()
-        try:
-            import nncf
-        except ImportError as exc:
-            raise RuntimeUnavailable(f"openvino-int8 needs nncf ({exc})") from exc
+        ov = import_optional("openvino")
+        nncf = import_optional("nncf", needed_by="openvino-int8")
         nncf.set_log_level(logging.ERROR)  # its INFO lines go to stdout, which --json output needs clean
         arrays = calibration_arrays(ctx)
         held_out = heldout_arrays(ctx, ACCURACY_IMAGES)

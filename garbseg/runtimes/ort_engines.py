@@ -11,19 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ArrayEngine, BuildContext, RuntimeUnavailable
+from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import calibration_arrays
 from .onnx_export import export_onnx, is_valid_onnx
 
 ORT_CALIBRATION_IMAGES = 64  # fewer than OpenVINO: ORT calibrates on the unoptimised graph, slowly
-
-
-def _import_ort():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise RuntimeUnavailable(f"onnxruntime is not installed ({exc})") from exc
-    return onnxruntime
 
 
 class OrtEngine(ArrayEngine):
@@ -31,7 +23,7 @@ class OrtEngine(ArrayEngine):
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx)
-        ort = _import_ort()
+        ort = import_optional("onnxruntime")
         path = self.model_file(ctx)
         try:
             self.session = self._session(ort, path)

@@ -19,8 +19,10 @@ from .cache import model_dir, read_json, write_json
 PASSES = 3  # blocks per runtime; the median over all blocks evens out drifting load
 
 
-def _choice_file(ctx: BuildContext):
-    return model_dir(ctx.loaded) / f"auto-{ctx.size}-t{ctx.threads}.json"
+def _choice_file(ctx: BuildContext, partial: bool = False):
+    # A choice made without some int8 runtime (not calibrated yet) lives in its own file: it must
+    # never stand in for, or overwrite, the choice made among all candidates.
+    return model_dir(ctx.loaded) / f"auto-{ctx.size}-t{ctx.threads}{'-float' if partial else ''}.json"
 
 
 def block_medians(engines: dict[str, Engine], size: int, *, passes: int = PASSES) -> dict[str, float]:
@@ -47,13 +49,17 @@ def block_medians(engines: dict[str, Engine], size: int, *, passes: int = PASSES
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
-def cached_choice(ctx: BuildContext, fingerprint: dict) -> str | None:
-    entry = read_json(_choice_file(ctx))
+def cached_choice(ctx: BuildContext, fingerprint: dict, *, partial: bool = False) -> str | None:
+    entry = read_json(_choice_file(ctx, partial))
     return entry.get("runtime") if entry.get("fingerprint") == fingerprint else None
 
 
-def choose(ctx: BuildContext, fingerprint: dict, candidates: list[str], build, check) -> tuple[str, Engine | None]:
-    """Build, check and time ``candidates``; cache and return the winner (and its engine)."""
+def choose(ctx: BuildContext, fingerprint: dict, candidates: list[str], build, check, *,
+           partial: bool = False) -> tuple[str, Engine | None]:
+    """Build, check and time ``candidates``; cache and return the winner (and its engine).
+
+    ``partial``: some candidate was left out (an int8 runtime not calibrated yet); the choice is
+    cached apart from the full one."""
     engines: dict[str, Engine] = {}
     report: dict[str, dict] = {}
     for name in candidates:
@@ -73,7 +79,7 @@ def choose(ctx: BuildContext, fingerprint: dict, candidates: list[str], build, c
     for name, ms in medians.items():
         report[name]["median_ms"] = round(ms, 3)
     best = min(medians, key=medians.get)
-    write_json(_choice_file(ctx), {"runtime": best, "fingerprint": fingerprint, "candidates": report,
+    write_json(_choice_file(ctx, partial), {"runtime": best, "fingerprint": fingerprint, "candidates": report,
                                    "chosen_at": time.strftime("%Y-%m-%d %H:%M:%S")})
     ctx.log(f"auto: {best} ({medians[best]:.1f} ms; " +
             ", ".join(f"{n} {ms:.1f}" for n, ms in sorted(medians.items(), key=lambda kv: kv[1])) + ")")
