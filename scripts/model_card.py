@@ -89,20 +89,30 @@ def render(table: list[dict]) -> str:
             iou = card["per_class_iou"]
             lines.append(f"| {card['name']} | " + " | ".join(fmt(iou.get(c)) for c in classes) + " |")
         lines += ["", "## Recipes", "",
-                  "All: AdamW, batch 8, 224x224 crops of 256x256 resizes, random affine (rotation 15 deg, "
-                  "scale 0.8-1.2, translation 10%), horizontal flips, colour jitter 0.2, cross-entropy "
-                  "(auxiliary FCN head at weight 0.5 for DeepLabv3/FCN), bf16 autocast on CPU, best epoch "
-                  "by val mIoU kept. Per model:", "",
-                  "| model | epochs | lr | schedule | warm-up | weight decay | output stride | seed | commit |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "All: AdamW, cosine schedule after a linear warm-up, cross-entropy (auxiliary FCN head at "
+                  "weight 0.5 for DeepLabv3/FCN), bf16 autocast, BatchNorm momentum as listed, the photo "
+                  "squashed to the input size then randomly zoomed (scale range), rotated, shifted, flipped "
+                  "and colour-jittered, validation in float32 (TF32 off on a GPU) and the best validated "
+                  "epoch kept. `aug on` says where the augmentation ran: `device` batches augmented as GPU "
+                  "tensors (garbseg.device_augment), `cpu` per image in a DataLoader. A time budget means "
+                  "the number of epochs was set after two probe epochs to what fitted in it. Per model:", "",
+                  "| model | epochs | batch | lr (backbone x) | weight decay | warm-up | scale | rotation | "
+                  "jitter | aug on | output stride | BN momentum | time budget (s) | commit |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for card in trained:
             rec = card["recipe_full"]
-            lines.append(f"| {card['name']} | {rec.get('epochs')} | {rec.get('lr')} | {rec.get('schedule')} | "
-                         f"{rec.get('warmup_epochs')} | {rec.get('weight_decay')} | {rec.get('output_stride')} | "
-                         f"{rec.get('seed')} | {str(card['provenance'].get('commit'))[:12]} |")
-    lines += ["", "Training times are wall-clock on the machine named, which was shared with other work "
-              "(tests, benchmarks) during these runs: read them as upper bounds. Per-step times on an idle "
-              "machine are in benchmarks/README.md."]
+            scale = rec.get("scale") or ["?", "?"]
+            budget = rec.get("time_budget_s")
+            lines.append(
+                f"| {card['name']} | {rec.get('epochs')} | {rec.get('batch_size')} | {rec.get('lr')} "
+                f"(x{rec.get('backbone_lr_scale', 1.0)}) | {rec.get('weight_decay')} | {rec.get('warmup_epochs')} | "
+                f"{scale[0]}-{scale[1]} | {rec.get('rotation')} | {rec.get('color_jitter')} | "
+                f"{'device' if rec.get('augment_on_device') else 'cpu'} | {rec.get('output_stride')} | "
+                f"{rec.get('bn_momentum', 'architecture default')} | {budget if budget else '-'} | "
+                f"{str(card['provenance'].get('commit'))[:12]} |")
+    lines += ["", "Training times are wall-clock to the kept epoch on the machine named. The GPU runs shared one "
+              "H200 between all nine models at once (`scripts/device_zoo.sh`), so each had a fraction of it; "
+              "CPU runs shared two cores with other work. Read them as upper bounds."]
     total = sum(card["size_mb"] for card in trained)
     lines += ["", f"Total size of the shipped files: {total:.1f} MB.", ""]
     return "\n".join(lines)
