@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .bench import cpu_name, evaluate
-from .checkpoints import LoadedModel, atomic_write, make_metadata, save_checkpoint
+from .checkpoints import LoadedModel, atomic_write, load_checkpoint, make_metadata, save_checkpoint
 from .data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, TrainTransform, load_dataset
 from .device_augment import AugmentParams, DeviceTrainSet
 from .infer import Predictor
@@ -63,6 +63,7 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the heads
     output_stride: int | None = None
     backbone_init: str = "random"
+    init_from: str | None = None  # a garbseg checkpoint whose weights start this run (continue training)
     train_split: str = "train"
     val_split: str = "val"
     bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
@@ -79,7 +80,7 @@ class TrainConfig:
     # Wall-clock budget: after ``probe_epochs`` epochs the run sets ``epochs`` to what fits in the
     # budget (never more than asked), so a shared GPU lease ends on time with a full LR schedule.
     time_budget_s: float | None = None
-    probe_epochs: int = 2
+    probe_epochs: int = 3  # the first epoch (cuDNN autotuning, cold caches) is left out of the pace
     extra: dict = field(default_factory=dict)  # free-form notes recorded in the metadata
 
     def resolved(self) -> "TrainConfig":
@@ -176,6 +177,8 @@ class Trainer:
         self.classes = list(self.train_set.classes)
         self.model = build_model(c.model, num_classes=len(self.classes), aux_loss=c.aux_loss,
                                  output_stride=c.output_stride, backbone_init=c.backbone_init).to(c.device)
+        if c.init_from:
+            self._load_weights(c.init_from)
         set_bn_momentum(self.model, c.bn_momentum)
         if c.device.startswith("cuda"):
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -199,6 +202,18 @@ class Trainer:
         self.history: list[dict] = []
         self.best_miou = -1.0
         self.train_seconds = 0.0
+
+    def _load_weights(self, ref: str) -> None:
+        """Start from a garbseg checkpoint of the same model (its auxiliary head, if any, stays new)."""
+        loaded = load_checkpoint(ref)
+        if loaded.name != self.cfg.model or loaded.classes != self.classes:
+            raise ValueError(f"{ref}: a {loaded.name} checkpoint for classes {loaded.classes} cannot start a "
+                             f"{self.cfg.model} run on {self.classes}")
+        missing, unexpected = self.model.load_state_dict(loaded.model.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("aux_classifier.") for k in missing):
+            raise ValueError(f"{ref}: weights do not fit {self.cfg.model} (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        self.log(f"starting from the weights of {ref} (epoch {loaded.meta.get('epoch')})")
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -332,10 +347,12 @@ class Trainer:
         self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
                  f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
         started = time.perf_counter() - self.train_seconds
+        epoch_times: list[float] = []
         while self.epoch < self.cfg.epochs:
             t0 = time.perf_counter()
             loss = self.train_epoch()
             epoch_seconds = time.perf_counter() - t0
+            epoch_times.append(epoch_seconds)
             self.epoch += 1
             probe = bool(c.time_budget_s) and self.epoch == c.probe_epochs
             # Past 1.2x the budget (a slower pace than the probe saw) the run ends here, validated.
@@ -349,7 +366,8 @@ class Trainer:
                 t_val = time.perf_counter()
                 metrics = self.validate()
                 if probe:  # the pace includes validation, amortised over val_every epochs
-                    per_epoch = epoch_seconds + (time.perf_counter() - t_val) / max(c.val_every, 1)
+                    steady = epoch_times[1:] or epoch_times
+                    per_epoch = sorted(steady)[len(steady) // 2] + (time.perf_counter() - t_val) / max(c.val_every, 1)
                     self._fit_budget(time.perf_counter() - started, per_epoch)
                 is_best = metrics["miou"] > self.best_miou
                 self.best_miou = max(self.best_miou, metrics["miou"])

@@ -95,7 +95,7 @@ def render(table: list[dict]) -> str:
                   "and colour-jittered, validation in float32 (TF32 off on a GPU) and the best validated "
                   "epoch kept. `aug on` says where the augmentation ran: `device` batches augmented as GPU "
                   "tensors (garbseg.device_augment), `cpu` per image in a DataLoader. A time budget means "
-                  "the number of epochs was set after two probe epochs to what fitted in it. Per model:", "",
+                  "the number of epochs was set after the first few (probe) epochs to what fitted in it. Per model:", "",
                   "| model | epochs | batch | lr (backbone x) | weight decay | warm-up | scale | rotation | "
                   "jitter | aug on | output stride | BN momentum | time budget (s) | commit |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

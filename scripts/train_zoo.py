@@ -89,6 +89,12 @@ def ship(name: str, runs: Path) -> Path:
     """The run's best epoch as a float16 file in checkpoints/ (metadata kept, training metrics recorded)."""
     best = runs / name / "best.safetensors"
     shipped = CHECKPOINT_DIR / f"{name}.safetensors"
+    new = read_metadata(best)["metrics"]["miou"]
+    if shipped.is_file():  # never replace a shipped file by a run that validated worse
+        old = read_metadata(shipped).get("training_metrics", {}).get("miou", -1.0)
+        if new <= old:
+            log(f"{name}: kept {shipped} (val mIoU {old:.4f}); the run's best is {new:.4f}")
+            return shipped
     export_checkpoint(best, shipped, training_metrics=read_metadata(best)["metrics"])
     log(f"{name}: exported {best} -> {shipped} ({shipped.stat().st_size / 2**20:.1f} MB)")
     return shipped
@@ -128,6 +134,9 @@ def main() -> None:
                         help="recipe set (default: gpu on a CUDA device, else cpu)")
     parser.add_argument("--time-budget", type=float, default=None, help="override the recipe's wall-clock budget (s)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's (maximum) epochs")
+    parser.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    parser.add_argument("--continue-shipped", action="store_true",
+                        help="start from the shipped file's weights (a further run of the same recipe)")
     parser.add_argument("--runs", default="runs", help="folder for the run folders")
     parser.add_argument("--export-only", action="store_true",
                         help="ship the best epoch of each run as it stands (e.g. of an unfinished run)")
@@ -135,13 +144,15 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="only re-score the shipped files")
     args = parser.parse_args()
     recipe_set = args.recipe or ("gpu" if args.device.startswith("cuda") else "cpu")
-    overrides = {k: v for k, v in {"time_budget_s": args.time_budget, "epochs": args.epochs}.items() if v is not None}
+    overrides = {k: v for k, v in {"time_budget_s": args.time_budget, "epochs": args.epochs, "lr": args.lr}.items()
+                 if v is not None}
     if args.device.startswith("cuda"):
         torch.set_num_threads(2)  # several runs share the GPU machine's cores
     for name in args.models:
         if not args.rescore:
             if not args.export_only:
-                train(name, args.data, args.device, Path(args.runs), recipe_set, overrides)
+                start = {"init_from": str(CHECKPOINT_DIR / f"{name}.safetensors")} if args.continue_shipped else {}
+                train(name, args.data, args.device, Path(args.runs), recipe_set, {**overrides, **start})
             ship(name, Path(args.runs))
         if not args.no_score:
             log(json.dumps(rescore(name, args.data)))

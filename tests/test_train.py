@@ -147,3 +147,16 @@ def test_bn_momentum_and_backbone_learning_rate(tiny_data):
     cfg.bn_momentum = None
     kept = Trainer(cfg, progress=False, log=lambda s: None).model
     assert 0.01 in {m.momentum for m in kept.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+
+def test_init_from_a_checkpoint_continues_its_weights(tiny_run, tiny_data, tmp_path):
+    best = tiny_run / "best.safetensors"
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "c"), epochs=1,
+                      size=64, resize=64, init_from=str(best))
+    trainer = Trainer(cfg, progress=False, log=lambda s: None)
+    reference = load_checkpoint(best).model.state_dict()
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    other = TrainConfig(model="mobilenet_v2-lraspp", data=str(tiny_data), epochs=1, size=64, init_from=str(best))
+    with pytest.raises(ValueError, match="cannot start"):
+        Trainer(other, progress=False, log=lambda s: None)
