@@ -134,7 +134,8 @@ def main() -> None:
                         help="recipe set (default: gpu on a CUDA device, else cpu)")
     parser.add_argument("--time-budget", type=float, default=None, help="override the recipe's wall-clock budget (s)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's (maximum) epochs")
-    parser.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any TrainConfig field of the recipe, VALUE as JSON (e.g. --set lr=5e-4)")
     parser.add_argument("--continue-shipped", action="store_true",
                         help="start from the shipped file's weights (a further run of the same recipe)")
     parser.add_argument("--runs", default="runs", help="folder for the run folders")
@@ -144,8 +145,15 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="only re-score the shipped files")
     args = parser.parse_args()
     recipe_set = args.recipe or ("gpu" if args.device.startswith("cuda") else "cpu")
-    overrides = {k: v for k, v in {"time_budget_s": args.time_budget, "epochs": args.epochs, "lr": args.lr}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"time_budget_s": args.time_budget, "epochs": args.epochs}.items() if v is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in TrainConfig.__dataclass_fields__:
+            parser.error(f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value  # a bare string, e.g. --set schedule=poly
     if args.device.startswith("cuda"):
         torch.set_num_threads(2)  # several runs share the GPU machine's cores
     for name in args.models:

@@ -1,0 +1,45 @@
+"""The zoo script: recipes for every model, overrides, and the guard that keeps a better shipped file."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from garbseg.checkpoints import export_checkpoint, read_metadata
+from garbseg.models import list_models
+from scripts import train_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_model_has_a_cpu_and_a_gpu_recipe():
+    for recipes in (train_zoo.CPU_RECIPES, train_zoo.GPU_RECIPES):
+        assert sorted(recipes) == sorted(list_models())
+    gpu = train_zoo.recipe("mobilenet_v2-lraspp", "gpu", {"lr": 5e-4})
+    assert gpu["augment_on_device"] and gpu["backbone_init"] == "imagenet" and gpu["lr"] == 5e-4
+    assert train_zoo.recipe("resnet50-fcn", "gpu", {})["output_stride"] == 16
+
+
+def test_set_rejects_unknown_fields():
+    result = subprocess.run([sys.executable, "-m", "scripts.train_zoo", "--set", "learning_rate=1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "TrainConfig field" in result.stderr
+
+
+def test_ship_never_replaces_a_better_file(tiny_run, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run, runs / "mobilenet_v3_large-lraspp")
+    monkeypatch.setattr(train_zoo, "CHECKPOINT_DIR", tmp_path / "ship")
+    (tmp_path / "ship").mkdir()
+    best = runs / "mobilenet_v3_large-lraspp" / "best.safetensors"
+    run_miou = read_metadata(best)["metrics"]["miou"]
+    shipped = tmp_path / "ship" / "mobilenet_v3_large-lraspp.safetensors"
+    export_checkpoint(best, shipped, training_metrics={"miou": run_miou + 0.1})  # a better file is there
+    train_zoo.ship("mobilenet_v3_large-lraspp", runs)
+    assert read_metadata(shipped)["training_metrics"]["miou"] == pytest.approx(run_miou + 0.1)
+    export_checkpoint(best, shipped, training_metrics={"miou": run_miou - 0.1})  # a worse one is replaced
+    train_zoo.ship("mobilenet_v3_large-lraspp", runs)
+    meta = read_metadata(shipped)
+    assert meta["training_metrics"]["miou"] == pytest.approx(run_miou) and meta["stored_dtype"] == "float16"
