@@ -50,6 +50,10 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
         "normalization": meta.get("normalization"),
     })
     card["initialisation"] = meta.get("backbone_init", "unknown")
+    earlier = meta.get("continued_from")
+    if earlier:  # a run that continued another: say where the weights had been before
+        card["initialisation"] += (f"; continued from {earlier.get('epoch')} epochs on {earlier.get('machine')} "
+                                   f"(val mIoU {earlier.get('val_miou') or float('nan'):.3f})")
     card["data"] = meta.get("data", {})
     recipe = meta.get("recipe", {})
     card["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
@@ -61,4 +65,6 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
     card["provenance"] = {k: meta[k] for k in ("epoch", "train_seconds", "device", "commit", "torch_version",
                                                "exported_from", "fp16_miou_delta") if meta.get(k) is not None}
     card["machine"] = meta.get("machine", meta.get("device"))  # what trained it, e.g. "CPU AMD EPYC, 2 threads"
+    if earlier and earlier.get("machine"):
+        card["machine"] = f"{earlier['machine']}, then {card['machine']}"
     return card

@@ -108,6 +108,16 @@ def training_machine(device: str) -> str:
     return f"CPU {cpu_name()}, {torch.get_num_threads()} threads"
 
 
+def continuation_record(meta: dict, ref) -> dict:
+    """What a continued run started from, for its metadata: the earlier run's epochs, machine, score."""
+    scored = meta.get("training_metrics") or meta.get("metrics") or {}
+    record = {"checkpoint": Path(str(ref)).name, "epoch": meta.get("epoch"), "machine": meta.get("machine"),
+              "train_seconds": meta.get("train_seconds"), "commit": meta.get("commit"), "val_miou": scored.get("miou")}
+    if meta.get("continued_from"):
+        record["continued_from"] = meta["continued_from"]
+    return record
+
+
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
     """Multiplier of the base learning rate at ``step`` of ``total`` (linear warm-up first)."""
     warm = cfg.warmup_epochs * total // max(cfg.epochs, 1)
@@ -177,6 +187,7 @@ class Trainer:
         self.classes = list(self.train_set.classes)
         self.model = build_model(c.model, num_classes=len(self.classes), aux_loss=c.aux_loss,
                                  output_stride=c.output_stride, backbone_init=c.backbone_init).to(c.device)
+        self.continued_from: dict | None = None
         if c.init_from:
             self._load_weights(c.init_from)
         set_bn_momentum(self.model, c.bn_momentum)
@@ -213,6 +224,7 @@ class Trainer:
         if unexpected or any(not k.startswith("aux_classifier.") for k in missing):
             raise ValueError(f"{ref}: weights do not fit {self.cfg.model} (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")
+        self.continued_from = continuation_record(loaded.meta, ref)
         self.log(f"starting from the weights of {ref} (epoch {loaded.meta.get('epoch')})")
 
     # --- persistence --------------------------------------------------------------------------
@@ -268,6 +280,7 @@ class Trainer:
             train_seconds=round(self.train_seconds, 1),
             device=c.device,
             machine=training_machine(c.device),
+            **({"continued_from": self.continued_from} if self.continued_from else {}),
         )
 
     def _save_epoch(self, metrics: dict, is_best: bool) -> None:

@@ -157,6 +157,10 @@ def test_init_from_a_checkpoint_continues_its_weights(tiny_run, tiny_data, tmp_p
     reference = load_checkpoint(best).model.state_dict()
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, reference[key]), key
+    trainer.fit()
+    earlier = read_metadata(tmp_path / "c" / "best.safetensors")["continued_from"]
+    assert earlier["epoch"] == read_metadata(best)["epoch"] and earlier["checkpoint"] == "best.safetensors"
+    assert earlier["val_miou"] == pytest.approx(read_metadata(best)["metrics"]["miou"])
     other = TrainConfig(model="mobilenet_v2-lraspp", data=str(tiny_data), epochs=1, size=64, init_from=str(best))
     with pytest.raises(ValueError, match="cannot start"):
         Trainer(other, progress=False, log=lambda s: None)
