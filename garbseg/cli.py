@@ -253,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int, help="cap steps (quick trials)")
     p.add_argument("--limit-val", dest="limit_val", type=int, help="validate on the first N images only")
     p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--augment-on-device", dest="augment_on_device", action="store_true", default=None,
+                   help="augment whole batches as tensors on --device (keeps a GPU busy)")
+    p.add_argument("--val-every", dest="val_every", type=int, help="validate every N epochs and after the last (default 1)")
+    p.add_argument("--time-budget", dest="time_budget_s", type=float,
+                   help="seconds: after the first epochs, run as many epochs (up to --epochs) as fit")
+    p.add_argument("--backbone-lr-scale", dest="backbone_lr_scale", type=float,
+                   help="backbone learning rate relative to the heads (default 1; e.g. 0.1 for a pretrained trunk)")
+    p.add_argument("--bn-momentum", dest="bn_momentum", type=float, help="BatchNorm momentum (default 0.1)")
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="cross-entropy label smoothing")
+    p.add_argument("--init-from", dest="init_from",
+                   help="start from the weights of a garbseg checkpoint of the same model (continue training)")
     p.add_argument("--skip-broken", dest="on_error", action="store_const", const="skip",
                    help="leave out unreadable images or labels with a warning instead of stopping")
     p.set_defaults(func=cmd_train)

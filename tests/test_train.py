@@ -164,3 +164,15 @@ def test_init_from_a_checkpoint_continues_its_weights(tiny_run, tiny_data, tmp_p
     other = TrainConfig(model="mobilenet_v2-lraspp", data=str(tiny_data), epochs=1, size=64, init_from=str(best))
     with pytest.raises(ValueError, match="cannot start"):
         Trainer(other, progress=False, log=lambda s: None)
+
+
+def test_cli_trains_with_the_gpu_recipe_options(tiny_data, tmp_path):
+    out = tmp_path / "cli"
+    result = subprocess.run(_train_cmd(tiny_data, out, 2, "--augment-on-device", "--val-every", "2",
+                                       "--backbone-lr-scale", "0.5", "--bn-momentum", "0.05"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert ["val_miou" in h for h in _history(out)] == [False, True]
+    recipe = read_metadata(out / "best.safetensors")["recipe"]
+    assert recipe["augment_on_device"] is True and recipe["val_every"] == 2
+    assert recipe["backbone_lr_scale"] == 0.5 and recipe["bn_momentum"] == 0.05
