@@ -122,9 +122,14 @@ def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generat
         f = 1 + strength * (2 * torch.rand(n, generator=generator) - 1)
         return f.to(images.device).view(n, 1, 1, 1)
 
-    images = images * factors()
-    grey = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
-    images = grey.mean(dim=(2, 3), keepdim=True) + (images - grey.mean(dim=(2, 3), keepdim=True)) * factors()
-    grey = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
-    images = grey + (images - grey) * factors()
+    images = images * factors()  # brightness
+    mean_grey = _grey(images).mean(dim=(2, 3), keepdim=True)
+    images = mean_grey + (images - mean_grey) * factors()  # contrast
+    grey = _grey(images)
+    images = grey + (images - grey) * factors()  # saturation
     return images.clamp(0, 1)
+
+
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """``N x 1 x H x W`` luma (ITU-R 601 weights) of ``N x 3 x H x W`` RGB."""
+    return 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]

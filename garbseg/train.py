@@ -172,12 +172,12 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cudnn.benchmark = True
-        self.train_set = load_dataset(
-            c.data, c.train_split, cache=True, cache_max_side=c.resize, on_error=c.on_error,
-            transform=TrainTransform(size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip,
-                                     rotation=c.rotation, scale=c.scale, translate=c.translate,
-                                     color_jitter=c.color_jitter),
-        )
+        # On the device, DeviceTrainSet augments whole batches; a per-image transform would go unused.
+        transform = None if c.augment_on_device else TrainTransform(
+            size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip, rotation=c.rotation, scale=c.scale,
+            translate=c.translate, color_jitter=c.color_jitter)
+        self.train_set = load_dataset(c.data, c.train_split, cache=True, cache_max_side=c.resize,
+                                      on_error=c.on_error, transform=transform)
         self.val_set = load_dataset(c.data, c.val_split, cache=True, on_error=c.on_error)
         if c.on_error == "skip":  # drop broken samples for good, so none is counted twice
             self.train_set.validate()
@@ -355,13 +355,16 @@ class Trainer:
             self.cfg.epochs = epochs
 
     def fit(self) -> dict:
-        """Train the remaining epochs; return the last epoch's history entry."""
+        """Train the remaining epochs; return the last epoch's history entry.
+
+        ``c.epochs`` may shrink while this runs (time budget), so the loop reads it afresh.
+        """
         c = self.cfg
         self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
                  f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
         started = time.perf_counter() - self.train_seconds
         epoch_times: list[float] = []
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < c.epochs:
             t0 = time.perf_counter()
             loss = self.train_epoch()
             epoch_seconds = time.perf_counter() - t0
@@ -369,19 +372,17 @@ class Trainer:
             self.epoch += 1
             probe = bool(c.time_budget_s) and self.epoch == c.probe_epochs
             # Past 1.2x the budget (a slower pace than the probe saw) the run ends here, validated.
-            overdue = bool(c.time_budget_s) and time.perf_counter() - started > 1.2 * c.time_budget_s
-            if overdue:
-                self.log(f"time budget exceeded: stopping after epoch {self.epoch} of {self.cfg.epochs}")
-                self.cfg.epochs = self.epoch
+            if c.time_budget_s and time.perf_counter() - started > 1.2 * c.time_budget_s:
+                self.log(f"time budget exceeded: stopping after epoch {self.epoch} of {c.epochs}")
+                c.epochs = self.epoch
             entry = {"epoch": self.epoch, "loss": round(loss, 5), "epoch_seconds": round(epoch_seconds, 2)}
-            validate = probe or self.epoch % max(c.val_every, 1) == 0 or self.epoch >= self.cfg.epochs
+            validate = probe or self.epoch % max(c.val_every, 1) == 0 or self.epoch >= c.epochs
             if validate:
                 t_val = time.perf_counter()
                 metrics = self.validate()
-                if probe:  # the pace includes validation, amortised over val_every epochs
-                    steady = epoch_times[1:] or epoch_times
-                    per_epoch = sorted(steady)[len(steady) // 2] + (time.perf_counter() - t_val) / max(c.val_every, 1)
-                    self._fit_budget(time.perf_counter() - started, per_epoch)
+                if probe:
+                    self._fit_budget(time.perf_counter() - started,
+                                     _pace(epoch_times, time.perf_counter() - t_val, c.val_every))
                 is_best = metrics["miou"] > self.best_miou
                 self.best_miou = max(self.best_miou, metrics["miou"])
                 entry |= {"val_miou": round(metrics["miou"], 5),
@@ -390,9 +391,16 @@ class Trainer:
             self.history.append(entry)
             if validate:
                 self._save_epoch(metrics, is_best)
-                self.log(f"epoch {self.epoch}/{self.cfg.epochs}: loss {loss:.4f}  val mIoU {metrics['miou']:.4f}"
+                self.log(f"epoch {self.epoch}/{c.epochs}: loss {loss:.4f}  val mIoU {metrics['miou']:.4f}"
                          f"{'  (best)' if is_best else ''}  {epoch_seconds:.1f}s")
         return self.history[-1] if self.history else {}
+
+
+def _pace(epoch_times: list[float], val_seconds: float, val_every: int) -> float:
+    """Seconds per epoch to plan with: the median epoch after the first (cuDNN autotuning, cold
+    caches) plus one validation amortised over ``val_every`` epochs."""
+    steady = sorted(epoch_times[1:] or epoch_times)
+    return steady[len(steady) // 2] + val_seconds / max(val_every, 1)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, **kwargs) -> Trainer:
