@@ -11,8 +11,9 @@ best.safetensors, read only; else random weights (flagged trained=False: parity 
 is a weak test and int8 mIoU changes on them say little).
 
 Usage:
-    python benchmarks/runtimes.py [--sizes 224 512] [--models NAME ...] [--runs 20] [--threads N]
-                                  [--runs-dir runs] [--pause-pid PID ...] [--out benchmarks/results/runtimes.json]
+    python benchmarks/runtimes.py [--sizes 224 512] [--models NAME ...] [--runtimes a,b,...] [--no-auto]
+                                  [--runs 20] [--threads N] [--runs-dir runs] [--pause-pid PID ...]
+                                  [--out benchmarks/results/runtimes.json]
 
 --pause-pid stops other processes (e.g. a training job) with SIGSTOP during each timed section only
 and resumes it (SIGCONT) right after, also on errors, Ctrl-C and SIGTERM; preparation runs while it
@@ -182,6 +183,9 @@ def main() -> None:
     parser.add_argument("--prepare-only", action="store_true",
                         help="only export, quantise and check (fill the cache, e.g. under `nice -n 19` while "
                              "another size is being timed); no timing")
+    parser.add_argument("--no-auto", action="store_true",
+                        help="time the single runtimes only (auto would also calibrate the int8 runtimes left "
+                             "out of --runtimes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runtimes.json"))
     args = parser.parse_args()
     if args.pause_pid:
@@ -201,7 +205,7 @@ def main() -> None:
                 problems = prepare(loaded, runtimes, size, args.threads)
             if args.prepare_only:
                 continue
-            usable = [r for r in runtimes if r not in problems] + ["auto"]
+            usable = [r for r in runtimes if r not in problems] + ([] if args.no_auto else ["auto"])
             rows_here = bench_runtimes(loaded, usable, size=size, threads=args.threads, warmup=args.warmup,
                                        runs=args.runs, passes=args.passes, section=lambda: paused(args.pause_pid),
                                        log=log)

@@ -13,7 +13,8 @@ DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder wi
 
 
 RUNTIME_HELP = ("inference runtime: torch (eager), torch-opt, onnx, onnx-int8, openvino, openvino-bf16, "
-                "openvino-int8, or auto (the fastest one that agrees with eager on this machine; chosen once, cached).")
+                "openvino-int8, openvino-int8-bf16, or auto (the fastest one that agrees with eager on this "
+                "machine; chosen once, cached).")
 
 
 class CLIError(Exception):

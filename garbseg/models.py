@@ -213,6 +213,16 @@ def count_parameters(model: nn.Module, *, include_aux: bool = False) -> int:
     )
 
 
+def head_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The head's logits at its own resolution (1/8 or 1/16 of the input), i.e. ``model(x)["out"]``
+    without the final bilinear upsampling to the input size. Inference runtimes export this: the
+    caller resizes once, straight to the photo's size, instead of twice (input size, then photo)."""
+    features = model.backbone(x)
+    if isinstance(model, LRASPP):  # its head reads two feature maps
+        return model.classifier(features)
+    return model.classifier(features["out"])
+
+
 @torch.no_grad()
 def output_size_check(model: nn.Module, size: int = 64) -> tuple[int, ...]:
     """Shape of ``model``'s output on a random ``1 x 3 x size x size`` input (a cheap sanity check)."""

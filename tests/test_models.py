@@ -25,6 +25,19 @@ def test_every_model_returns_logits_at_input_size(name):
     assert out["out"].shape == (1, 5, 48, 80)
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_head_logits_are_the_output_before_its_upsampling(name):
+    model = build_model(name, num_classes=5).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        low = models.head_logits(model, x)
+        out = model(x)["out"]
+    stride = models.default_output_stride(name) if not name.endswith("lraspp") else 8  # LR-ASPP predicts at 1/8
+    assert low.shape == (1, 5, 64 // stride, 96 // stride)
+    upsampled = torch.nn.functional.interpolate(low, size=(64, 96), mode="bilinear", align_corners=False)
+    assert torch.allclose(upsampled, out, atol=1e-5)
+
+
 @pytest.mark.parametrize("name,builder", [
     ("mobilenet_v3_large-deeplabv3", tvseg.deeplabv3_mobilenet_v3_large),
     ("resnet50-fcn", tvseg.fcn_resnet50),

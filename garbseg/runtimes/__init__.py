@@ -1,11 +1,11 @@
 """Inference runtimes behind one interface, their checks against eager PyTorch, and ``auto``.
 
     engine = build_engine(loaded, "openvino", size=224)   # falls back with a warning if it can't
-    logits = engine(batch)                                 # N x 3 x 224 x 224 -> N x C x 224 x 224
+    logits = engine(batch)                                 # N x 3 x 224 x 224 -> N x C x h x w (h <= 224)
     engine.name                                            # what actually runs
 
 Runtimes: ``torch`` (eager float32, the reference), ``torch-opt``, ``onnx``, ``onnx-int8``,
-``openvino``, ``openvino-bf16``, ``openvino-int8``; ``auto`` picks the fastest one that passes its
+``openvino``, ``openvino-bf16``, ``openvino-int8``, ``openvino-int8-bf16``; ``auto`` picks the fastest one that passes its
 check (see :mod:`.checks`) for this model, size and machine, and remembers the choice.
 
 Calibrating and checking an int8 runtime on trained weights takes minutes, too long for interactive
@@ -25,7 +25,7 @@ from ..checkpoints import LoadedModel
 from .base import BuildContext, Engine, RuntimeUnavailable, warn
 from .checks import INT8_RUNTIMES, Reference, build_reference, cached_check, run_check
 from .ort_engines import OrtEngine, OrtInt8Engine
-from .openvino_engines import OpenVinoBf16Engine, OpenVinoEngine, OpenVinoInt8Engine
+from .openvino_engines import OpenVinoBf16Engine, OpenVinoEngine, OpenVinoInt8Bf16Engine, OpenVinoInt8Engine
 from .select import cached_choice, choose
 from .torch_engines import TorchEngine, TorchOptEngine
 
@@ -37,12 +37,14 @@ ENGINES: dict[str, type[Engine]] = {
     "openvino": OpenVinoEngine,
     "openvino-bf16": OpenVinoBf16Engine,
     "openvino-int8": OpenVinoInt8Engine,
+    "openvino-int8-bf16": OpenVinoInt8Bf16Engine,
 }
 RUNTIMES = list(ENGINES) + ["auto"]
 # Where a runtime that cannot run falls back to (each step warns); torch always works.
 FALLBACK = {
     "onnx-int8": "onnx",
     "openvino-int8": "openvino",
+    "openvino-int8-bf16": "openvino-int8",
     "openvino-bf16": "openvino",
     "openvino": "onnx",
     "onnx": "torch-opt",
@@ -50,7 +52,8 @@ FALLBACK = {
 }
 # onnx-int8 stays a candidate although on trained MobileNets its static MinMax quantisation lost 2 to 10
 # val mIoU points: on ResNet50 it was the fastest runtime (3.8x eager vs 3.2x for openvino-int8).
-AUTO_CANDIDATES = ["torch", "torch-opt", "onnx", "openvino", "openvino-bf16", "openvino-int8", "onnx-int8"]
+AUTO_CANDIDATES = ["torch", "torch-opt", "onnx", "openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16",
+                   "onnx-int8"]
 
 
 def default_data_dir() -> Path | None:
@@ -76,7 +79,7 @@ def runtime_version(name: str) -> str:
         parts.append(f"onnxruntime {_version('onnxruntime')}")
     if name.startswith("openvino"):
         parts.append(f"openvino {_version('openvino')}")
-    if name == "openvino-int8":
+    if name.startswith("openvino-int8"):
         from .openvino_engines import INT8_RECIPE
 
         parts += [f"nncf {_version('nncf')}", f"calib {CALIBRATION_IMAGES}", f"recipe {INT8_RECIPE}"]

@@ -1,5 +1,10 @@
 """What every runtime is: a callable from a normalised ``N x 3 x S x S`` float32 batch to logits.
 
+The logits may come at the head's own resolution (``S/8`` or ``S/16``): the compiled runtimes stop
+before the network's last bilinear upsampling (``garbseg.models.head_logits``), because
+post-processing resizes to the photo's size anyway; resizing once instead of twice saved 10-20 %
+of OpenVINO's time on the LR-ASPP MobileNets. ``torch`` (the reference) runs the model as trained.
+
 Pre- and post-processing stay in :mod:`garbseg.infer`, shared by all runtimes, so a runtime only
 has to agree with the eager model on the network itself. File-based runtimes are compiled for
 batch 1 at one size (what real-time use needs, and the fastest plan); larger batches run image by
@@ -53,7 +58,8 @@ class BuildContext:
 
 
 class Engine:
-    """Base class: ``engine(batch) -> logits`` (``torch.Tensor`` in and out, float32, CPU)."""
+    """Base class: ``engine(batch) -> logits`` (``torch.Tensor`` in and out, float32, CPU), ``N x C x h x w``
+    with ``h = w <= S``; ``garbseg.infer.upsample_argmax`` turns them into classes at any size."""
 
     name = "?"
 

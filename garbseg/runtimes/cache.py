@@ -18,7 +18,7 @@ import torch
 from ..checkpoints import PROJECT_ROOT, LoadedModel, atomic_write
 
 # Bump when the export recipe or a check's definition changes: old entries are then ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: exports stop at the head's logits (models.head_logits)
 
 
 def cache_root() -> Path:

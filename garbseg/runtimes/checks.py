@@ -22,7 +22,7 @@ from .calibration import preprocess_paths, split_images
 PARITY_THRESHOLD = 0.995  # share of pixels whose class must match eager float32
 MAX_INT8_MIOU_DROP = 0.01  # one mIoU point
 PARITY_IMAGES = 16
-INT8_RUNTIMES = ("onnx-int8", "openvino-int8")
+INT8_RUNTIMES = ("onnx-int8", "openvino-int8", "openvino-int8-bf16")
 
 
 @dataclass
@@ -79,6 +79,14 @@ def _miou(ctx: BuildContext, engine: Engine, images: torch.Tensor, masks: list) 
     return float(compute_metrics(cm.matrix, ctx.loaded.classes)["miou"])
 
 
+def _classes_at_input_size(engine: Engine, image: torch.Tensor) -> torch.Tensor:
+    """Class ids at the input size, as eager's: engines may return logits at the head's resolution."""
+    from ..infer import upsample_argmax
+
+    size = image.shape[-1]
+    return torch.from_numpy(upsample_argmax(engine(image), size, size)).long()
+
+
 def _checks_file(ctx: BuildContext):
     return model_dir(ctx.loaded) / f"checks-{ctx.size}.json"
 
@@ -92,7 +100,7 @@ def run_check(ctx: BuildContext, engine: Engine, reference: Reference, version: 
     """Agreement with eager (and for int8 the val mIoU change); stored in the cache."""
     t0 = time.perf_counter()
     n = min(len(reference.images), reference.parity_count)
-    preds = torch.cat([engine(reference.images[i : i + 1]).argmax(1) for i in range(n)])
+    preds = torch.stack([_classes_at_input_size(engine, reference.images[i : i + 1]) for i in range(n)])
     agreement = float((preds == reference.argmax[:n]).float().mean())
     result = {"runtime": engine.name, "version": version, "agreement": agreement, "images": n,
               "source": reference.source}

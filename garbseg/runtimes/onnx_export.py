@@ -15,7 +15,7 @@ import torch
 
 from .base import BuildContext, RuntimeUnavailable
 from .cache import model_dir
-from .torch_engines import _LogitsOnly
+from .torch_engines import HeadLogits
 
 OPSET = 18
 
@@ -43,7 +43,7 @@ def export_onnx(ctx: BuildContext, *, force: bool = False) -> Path:
             return path
         ctx.log(f"cached {path.name} is corrupt; exporting again")
     ctx.log(f"exporting {ctx.name} at {ctx.size} to ONNX")
-    wrapper = _LogitsOnly(ctx.loaded.model.eval()).eval()
+    wrapper = HeadLogits(ctx.loaded.model.eval()).eval()
     example = (torch.zeros(1, 3, ctx.size, ctx.size),)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
     os.close(fd)

@@ -15,18 +15,20 @@ import warnings
 import torch
 from torch import nn
 
+from ..models import head_logits
 from .base import BuildContext, Engine
 
 
-class _LogitsOnly(nn.Module):
-    """``model(x)["out"]`` as a plain tensor function (tracing needs tensor outputs)."""
+class HeadLogits(nn.Module):
+    """The network as a plain tensor function (tracing and export need tensor outputs) that stops at
+    the head's logits, before the upsampling to the input size (see ``garbseg.models.head_logits``)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
+        return head_logits(self.model, x)
 
 
 class TorchEngine(Engine):
@@ -42,7 +44,7 @@ class TorchEngine(Engine):
 
 
 def _trace(model: nn.Module, size: int, bf16: bool, channels_last: bool):
-    wrapper = _LogitsOnly(model).eval()
+    wrapper = HeadLogits(model).eval()
     example = torch.zeros(1, 3, size, size)
     if channels_last:
         wrapper = wrapper.to(memory_format=torch.channels_last)
