@@ -132,6 +132,14 @@ def test_int8_bf16_runs_the_int8_file_and_is_checked_like_int8(loaded, tiny_data
     assert result["passed"] == (result["miou_delta"] >= -0.01)
 
 
+@has_ov
+def test_int8_bf16_without_native_bf16_falls_back_to_int8(loaded, tiny_data, monkeypatch, capsys):
+    monkeypatch.setattr("garbseg.train.cpu_supports_bf16", lambda: False)
+    engine = build_engine(loaded, "openvino-int8-bf16", size=SIZE, threads=1, data_dir=tiny_data)
+    assert engine.name == "openvino-int8" and engine.details["precision"] == "f32"
+    assert "no native bf16" in capsys.readouterr().err
+
+
 # --- cache ------------------------------------------------------------------------------------------
 
 def test_cache_is_keyed_by_weights_content(loaded, tiny_run):
