@@ -30,6 +30,15 @@ def stored_parameters(path: str | Path) -> int:
     return total
 
 
+def continuation_chain(meta: dict) -> list[dict]:
+    """The runs a checkpoint continued (``continued_from`` records nest), earliest first."""
+    chain, record = [], meta.get("continued_from")
+    while record:
+        chain.insert(0, record)
+        record = record.get("continued_from")
+    return chain
+
+
 def model_card(name: str, checkpoint: str | Path | None) -> dict:
     """The card of one model: sections of plain values, ready to print or tabulate."""
     backbone, head = parse_model_name(name)
@@ -50,10 +59,11 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
         "normalization": meta.get("normalization"),
     })
     card["initialisation"] = meta.get("backbone_init", "unknown")
-    earlier = meta.get("continued_from")
-    if earlier:  # a run that continued another: say where the weights had been before
-        card["initialisation"] += (f"; continued from {earlier.get('epoch')} epochs on {earlier.get('machine')} "
-                                   f"(val mIoU {earlier.get('val_miou') or float('nan'):.3f})")
+    earlier = continuation_chain(meta)
+    if earlier:  # a run that continued others: say where the weights had been before, earliest first
+        card["initialisation"] += "; continued from " + ", then ".join(
+            f"{e.get('epoch')} epochs on {e.get('machine')} (val mIoU {e.get('val_miou') or float('nan'):.3f})"
+            for e in earlier)
     card["data"] = meta.get("data", {})
     recipe = meta.get("recipe", {})
     card["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
@@ -65,6 +75,6 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
     card["provenance"] = {k: meta[k] for k in ("epoch", "train_seconds", "device", "commit", "torch_version",
                                                "exported_from", "fp16_miou_delta") if meta.get(k) is not None}
     card["machine"] = meta.get("machine", meta.get("device"))  # what trained it, e.g. "CPU AMD EPYC, 2 threads"
-    if earlier and earlier.get("machine"):
-        card["machine"] = f"{earlier['machine']}, then {card['machine']}"
+    machines = [e.get("machine") for e in earlier] + [card["machine"]]
+    card["machine"] = ", then ".join(dict.fromkeys(m for m in machines if m))  # each machine once, in order
     return card

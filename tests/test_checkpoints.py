@@ -140,3 +140,12 @@ def test_guess_model_name_covers_every_pairing():
     for name in list_models():
         state = build_model(name, num_classes=3).state_dict()
         assert guess_model_name(state) == name
+
+
+def test_model_card_lists_every_earlier_run_of_a_continued_checkpoint():
+    from garbseg.model_card import continuation_chain
+
+    gpu = {"epoch": 40, "machine": "GPU X", "val_miou": 0.35}
+    cpu = {"epoch": 34, "machine": "CPU Y", "val_miou": 0.40, "continued_from": gpu}
+    assert continuation_chain({"continued_from": cpu}) == [gpu, cpu]
+    assert continuation_chain({}) == []
