@@ -5,8 +5,9 @@
     engine.name                                            # what actually runs
 
 Runtimes: ``torch`` (eager float32, the reference), ``torch-opt``, ``onnx``, ``onnx-int8``,
-``openvino``, ``openvino-bf16``, ``openvino-int8``, ``openvino-int8-bf16``; ``auto`` picks the fastest one that passes its
-check (see :mod:`.checks`) for this model, size and machine, and remembers the choice.
+``openvino``, ``openvino-bf16``, ``openvino-int8``, ``openvino-int8-bf16``; ``auto`` picks the fastest
+one that passes its check (see :mod:`.checks`) for this model, size and machine, and remembers the
+choice.
 
 Calibrating and checking an int8 runtime on trained weights takes minutes, too long for interactive
 use: with ``calibrate=False`` ``auto`` considers only the int8 runtimes whose check is already
