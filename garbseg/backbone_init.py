@@ -9,10 +9,12 @@ is located with ``importlib`` without importing the package, whose import pulls 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import safe_open
 from torch import nn
 from torchvision import models as tvm
 
@@ -111,16 +113,38 @@ def _imagenet_state(backbone: "Backbone") -> tuple[dict[str, torch.Tensor], str]
         ) from exc
 
 
+def _checkpoint_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The trunk of another garbseg checkpoint (e.g. a ResNet50 trained with one head starting the
+    same backbone under another head), in float32, and a source line that keeps the original
+    initialisation visible: a trunk trained from scratch here stays "from scratch"."""
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+        if "garbseg" not in header:
+            raise BackboneInitError(f"{path}: a safetensors file without garbseg metadata")
+        state = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("backbone.")}
+    meta = json.loads(header["garbseg"])
+    return state, (f"backbone of {path.name} ({meta.get('model')}, val mIoU "
+                   f"{(meta.get('metrics') or {}).get('miou', float('nan')):.3f}; "
+                   f"its initialisation: {meta.get('backbone_init', 'unknown')})")
+
+
 def load_backbone_weights(trunk: nn.Module, backbone: "Backbone", init: str | Path) -> str:
-    """Initialise ``trunk`` in place; return a description of the source for the metadata."""
+    """Initialise ``trunk`` in place; return a description of the source for the metadata.
+
+    ``init``: ``"random"``, ``"imagenet"``, a ``torch.save`` state_dict, or a garbseg checkpoint
+    (``.safetensors``) of any model with the same backbone, whose trunk is taken.
+    """
     init_str = str(init)
     if init_str == "random":
         return "random (trained from scratch)"
     if init_str == "imagenet":
         state, source = _imagenet_state(backbone)
+    elif Path(init_str).is_file() and init_str.endswith(".safetensors"):
+        state, source = _checkpoint_backbone_state(Path(init_str))
     elif Path(init_str).is_file():
         state, source = read_state_dict(init_str), f"file {Path(init_str).name}"
     else:
-        raise BackboneInitError(f"backbone init must be 'random', 'imagenet' or an existing file, not {init_str!r}")
+        raise BackboneInitError(f"backbone init must be 'random', 'imagenet', a state_dict file or a garbseg "
+                                f"checkpoint, not {init_str!r}")
     _apply(trunk, state, source)
     return source

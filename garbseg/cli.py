@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     p.add_argument("--backbone-init", dest="backbone_init",
-                   help="random (default), imagenet, or a state_dict file for the backbone")
+                   help="random (default), imagenet, a state_dict file for the backbone, or a garbseg "
+                        "checkpoint (.safetensors) of a model with the same backbone, whose trunk is taken")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 8)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4 MobileNets, 5e-5 ResNet50)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay (default 1e-4)")

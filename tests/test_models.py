@@ -114,6 +114,24 @@ def test_backbone_from_local_state_dict(tmp_path):
         build_model("resnet50-fcn", num_classes=3, backbone_init=path)
 
 
+def test_backbone_from_another_heads_checkpoint(tmp_path):
+    """A trunk trained under one head starts another head; the source keeps the donor's own init."""
+    from garbseg.checkpoints import make_metadata, save_checkpoint
+
+    donor = build_model("mobilenet_v3_large-lraspp", num_classes=3)
+    meta = make_metadata(donor, classes=["a", "b", "c"], input_size=64, model_kwargs={"output_stride": 16},
+                         metrics={"miou": 0.5})
+    path = save_checkpoint(tmp_path / "donor.safetensors", donor, meta, dtype=torch.float16)
+    model = build_model("mobilenet_v3_large-deeplabv3", num_classes=5, backbone_init=path)
+    assert model.backbone_init.startswith("backbone of donor.safetensors (mobilenet_v3_large-lraspp, val mIoU 0.500")
+    assert model.backbone_init.endswith("its initialisation: random (trained from scratch))")
+    expected = donor.backbone["16"][0].weight.half().float()  # stored as float16, loaded as float32
+    assert model.backbone["16"][0].weight.dtype == torch.float32
+    assert torch.equal(model.backbone["16"][0].weight, expected)
+    with pytest.raises(BackboneInitError, match="missing"):  # another backbone's checkpoint
+        build_model("resnet50-fcn", num_classes=3, backbone_init=path)
+
+
 def test_imagenet_without_network_names_the_fix(monkeypatch):
     from torchvision.models import ResNet50_Weights
 
