@@ -117,11 +117,14 @@ def _checkpoint_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], str
     """The trunk of another garbseg checkpoint (e.g. a ResNet50 trained with one head starting the
     same backbone under another head), in float32, and a source line that keeps the original
     initialisation visible: a trunk trained from scratch here stays "from scratch"."""
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        if "garbseg" not in header:
-            raise BackboneInitError(f"{path}: a safetensors file without garbseg metadata")
-        state = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("backbone.")}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("backbone.")}
+    except Exception as exc:  # SafetensorError on a truncated or foreign file: say which file
+        raise BackboneInitError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if "garbseg" not in header:
+        raise BackboneInitError(f"{path}: a safetensors file without garbseg metadata")
     meta = json.loads(header["garbseg"])
     return state, (f"backbone of {path.name} ({meta.get('model')}, val mIoU "
                    f"{(meta.get('metrics') or {}).get('miou', float('nan')):.3f}; "

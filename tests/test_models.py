@@ -130,6 +130,10 @@ def test_backbone_from_another_heads_checkpoint(tmp_path):
     assert torch.equal(model.backbone["16"][0].weight, expected)
     with pytest.raises(BackboneInitError, match="missing"):  # another backbone's checkpoint
         build_model("resnet50-fcn", num_classes=3, backbone_init=path)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(BackboneInitError, match="not a readable safetensors file"):
+        build_model("mobilenet_v3_large-deeplabv3", num_classes=5, backbone_init=broken)
 
 
 def test_imagenet_without_network_names_the_fix(monkeypatch):
