@@ -9,12 +9,11 @@ is located with ``importlib`` without importing the package, whose import pulls 
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 from torchvision import models as tvm
 
@@ -117,15 +116,13 @@ def _checkpoint_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], str
     """The trunk of another garbseg checkpoint (e.g. a ResNet50 trained with one head starting the
     same backbone under another head), in float32, and a source line that keeps the original
     initialisation visible: a trunk trained from scratch here stays "from scratch"."""
+    from .checkpoints import CheckpointError, read_metadata  # here: checkpoints imports models imports us
+
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            state = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("backbone.")}
-    except Exception as exc:  # SafetensorError on a truncated or foreign file: say which file
-        raise BackboneInitError(f"{path}: not a readable safetensors file ({exc})") from exc
-    if "garbseg" not in header:
-        raise BackboneInitError(f"{path}: a safetensors file without garbseg metadata")
-    meta = json.loads(header["garbseg"])
+        meta = read_metadata(path)
+        state = {k: v.float() for k, v in load_file(str(path)).items() if k.startswith("backbone.")}
+    except CheckpointError as exc:
+        raise BackboneInitError(str(exc)) from exc
     return state, (f"backbone of {path.name} ({meta.get('model')}, val mIoU "
                    f"{(meta.get('metrics') or {}).get('miou', float('nan')):.3f}; "
                    f"its initialisation: {meta.get('backbone_init', 'unknown')})")
