@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backbone learning rate relative to the heads (default 1; e.g. 0.1 for a pretrained trunk)")
     p.add_argument("--bn-momentum", dest="bn_momentum", type=float, help="BatchNorm momentum (default 0.1)")
     p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="cross-entropy label smoothing")
+    p.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help="validate and save a moving average of the weights with this per-step decay "
+                        "(e.g. 0.998; default: off, the raw weights)")
     p.add_argument("--init-from", dest="init_from",
                    help="start from the weights of a garbseg checkpoint of the same model (continue training)")
     p.add_argument("--skip-broken", dest="on_error", action="store_const", const="skip",

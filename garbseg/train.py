@@ -28,6 +28,7 @@ from .data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, TrainTransform, loa
 from .device_augment import AugmentParams, DeviceTrainSet
 from .infer import Predictor
 from .models import BACKBONES, build_model, default_output_stride, parse_model_name
+from .weight_average import WeightEMA
 
 STATE_FILE = "state.pt"
 
@@ -61,6 +62,9 @@ class TrainConfig:
     # epochs. 0.1 (PyTorch's default) on every BN layer; None keeps the architecture's own.
     bn_momentum: float | None = 0.1
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the heads
+    # Validate and export an exponential moving average of the weights (garbseg.weight_average)
+    # with this per-step decay; None trains and scores the raw weights.
+    ema_decay: float | None = None
     output_stride: int | None = None
     backbone_init: str = "random"
     init_from: str | None = None  # a garbseg checkpoint whose weights start this run (continue training)
@@ -193,6 +197,8 @@ class Trainer:
         set_bn_momentum(self.model, c.bn_momentum)
         if c.device.startswith("cuda"):
             self.model = self.model.to(memory_format=torch.channels_last)
+        # After the start weights are loaded and laid out: the average begins where training begins.
+        self.ema = WeightEMA(self.model, c.ema_decay) if c.ema_decay else None
         self.device_set = None
         if c.augment_on_device:
             params = AugmentParams(size=c.size, hflip=c.hflip, rotation=c.rotation, scale=tuple(c.scale),
@@ -232,6 +238,7 @@ class Trainer:
     def _state(self) -> dict:
         return {
             "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -255,6 +262,10 @@ class Trainer:
                 raise ValueError(f"{path}: the run used {key}={saved[key]!r}, not {getattr(self.cfg, key)!r}; "
                                  "use another --out folder or the same settings")
         self.model.load_state_dict(state["model"])
+        if self.ema:
+            if "ema" not in state:
+                raise ValueError(f"{path}: the run kept no weight average; resume it without ema_decay")
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
@@ -286,9 +297,9 @@ class Trainer:
     def _save_epoch(self, metrics: dict, is_best: bool) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         meta = self.metadata(metrics)
-        save_checkpoint(self.out / "last.safetensors", self.model, meta)
+        save_checkpoint(self.out / "last.safetensors", self.scored_model, meta)
         if is_best:
-            save_checkpoint(self.out / "best.safetensors", self.model, meta)
+            save_checkpoint(self.out / "best.safetensors", self.scored_model, meta)
         history = json.dumps(self.history, indent=2)
         atomic_write(self.out / "history.json", lambda tmp: tmp.write_text(history))
         # state.pt last: if we die before it, the epoch is simply redone on resume.
@@ -327,6 +338,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema:
+                self.ema.update(self.model)
             total_loss += loss.detach() * len(images)
             seen += len(images)
             if self.progress:
@@ -337,10 +350,15 @@ class Trainer:
         bar.close()
         return total_loss.item() / max(seen, 1)
 
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the moving average where the recipe keeps one."""
+        return self.ema.model if self.ema else self.model
+
     def validate(self) -> dict:
         meta = {"classes": self.classes, "model": self.cfg.model, "input_size": self.cfg.size,
                 "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
-        loaded = LoadedModel(self.model.eval(), meta, None)
+        loaded = LoadedModel(self.scored_model.eval(), meta, None)
         # Float32, as `garbseg eval` and the app run it: bf16 validation moved mIoU by ~0.02 on the
         # 60-image val split, so the best epoch and recorded metrics must come from float32.
         return evaluate(Predictor(loaded, runtime="torch"), self.val_set, batch_size=8, progress=False)

@@ -169,10 +169,60 @@ def test_init_from_a_checkpoint_continues_its_weights(tiny_run, tiny_data, tmp_p
 def test_cli_trains_with_the_gpu_recipe_options(tiny_data, tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(_train_cmd(tiny_data, out, 2, "--augment-on-device", "--val-every", "2",
-                                       "--backbone-lr-scale", "0.5", "--bn-momentum", "0.05"),
+                                       "--backbone-lr-scale", "0.5", "--bn-momentum", "0.05", "--ema-decay", "0.99"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert ["val_miou" in h for h in _history(out)] == [False, True]
     recipe = read_metadata(out / "best.safetensors")["recipe"]
     assert recipe["augment_on_device"] is True and recipe["val_every"] == 2
-    assert recipe["backbone_lr_scale"] == 0.5 and recipe["bn_momentum"] == 0.05
+    assert recipe["backbone_lr_scale"] == 0.5 and recipe["bn_momentum"] == 0.05 and recipe["ema_decay"] == 0.99
+
+
+def test_weight_ema_arithmetic():
+    """Each update moves the average (1 - d) of the way to the model, d warming up as (1+n)/(10+n);
+    BatchNorm's integer counter is copied, not averaged."""
+    from garbseg.weight_average import WeightEMA
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    ema = WeightEMA(model, decay=0.5)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)
+    model[1].num_batches_tracked.fill_(7)
+    ema.update(model)  # d = min(0.5, 1/10) = 0.1: 1 + 0.9 * (3 - 1)
+    assert torch.allclose(ema.model[0].weight, torch.full((2, 2), 2.8))
+    assert int(ema.model[1].num_batches_tracked) == 7
+    ema.updates = 100  # past the warm-up: d = 0.5
+    ema.update(model)
+    assert torch.allclose(ema.model[0].weight, torch.full((2, 2), 2.9))
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(model, decay=1.0)
+
+
+def test_ema_run_saves_and_resumes_the_average(tiny_data, tmp_path):
+    """With ema_decay the run validates and saves the averaged weights, not the raw ones, and a
+    resumed run continues the average where it stopped."""
+    out = tmp_path / "ema"
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(out), epochs=2,
+                      batch_size=4, size=64, resize=64, lr=1e-2, bf16=False, ema_decay=0.9)
+    trainer = train(cfg, progress=False, log=lambda s: None)
+    saved = load_checkpoint(out / "last.safetensors").model.state_dict()
+    averaged = trainer.ema.model.state_dict()
+    raw = trainer.model.state_dict()
+    assert all(torch.allclose(saved[k].float(), averaged[k].float(), atol=1e-6) for k in saved)
+    assert any(not torch.allclose(averaged[k].float(), raw[k].float(), atol=1e-4) for k in raw)
+    assert read_metadata(out / "best.safetensors")["recipe"]["ema_decay"] == 0.9
+
+    more = TrainConfig(**{**cfg.__dict__, "epochs": 3})
+    resumed = Trainer(more, progress=False, log=lambda s: None)
+    assert resumed.resume()
+    assert resumed.ema.updates == trainer.ema.updates > 0
+    assert all(torch.equal(resumed.ema.model.state_dict()[k], v) for k, v in averaged.items())
+    without = Trainer(TrainConfig(**{**more.__dict__, "ema_decay": None}), progress=False, log=lambda s: None)
+    assert without.resume()  # the raw weights carry on; the average is simply left out
+    plain = tmp_path / "plain"
+    train(TrainConfig(**{**cfg.__dict__, "out": str(plain), "ema_decay": None}), progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="weight average"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "out": str(plain)}), progress=False, log=lambda s: None).resume()
