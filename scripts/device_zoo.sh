@@ -7,6 +7,10 @@
 # There:       bash scripts/device_zoo.sh start MODEL...      launches the runs in the background
 #              bash scripts/device_zoo.sh wait SECONDS         waits for them all (or SECONDS)
 #              bash scripts/device_zoo.sh pack NAME MODEL...   $OUT/NAME.tar.part-* (15 MiB each)
+#              bash scripts/device_zoo.sh sweep SPEC SECONDS       variants of one model side by side, then
+#                 packs $OUT/sweep.tar.part-*: each SPEC line is "TAG MODEL [train_zoo options]"; a
+#                 variant starts beside the shipped file (for --continue-shipped) and exports only a
+#                 better run, to ship/TAG/MODEL.safetensors
 # Here again:  cat NAME.tar.part-* | tar -x -C checkpoints   then python -m scripts.train_zoo --rescore
 set -uo pipefail
 work=/root/garbseg-zoo
@@ -35,6 +39,29 @@ pack)
   tar -C "$work/ship" -cf - "${files[@]}" | split -b 15M - "$OUT/$name.tar.part-"
   mkdir -p "$work/hist"; for d in "$work"/runs/*/; do cp "$d/history.json" "$work/hist/$(basename "$d").json" 2>/dev/null; done
   tar -C "$work" -czf "$OUT/$name-logs.tgz" logs hist
+  ls -la "$OUT"
+  ;;
+sweep)
+  spec=$1 seconds=$2
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/*.whl || exit 1
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  mkdir -p "$work/logs"
+  while read -r tag model options; do
+    [[ -z "$tag" || "$tag" == \#* ]] && continue
+    mkdir -p "$work/ship/$tag"; cp "checkpoints/$model.safetensors" "$work/ship/$tag/" 2>/dev/null
+    # shellcheck disable=SC2086  # the options are words by design
+    GARBSEG_CHECKPOINTS=$work/ship/$tag setsid nohup python3 -m scripts.train_zoo "$model" --device cuda \
+      --recipe gpu --no-score --data .gpu/garbage-seg --runs "$work/runs/$tag" $options \
+      >"$work/logs/$tag.log" 2>&1 </dev/null &
+  done <"$spec"
+  bash "$0" wait "$seconds"
+  for f in "$work"/ship/*/*.safetensors; do  # unchanged copies of shipped files need not come back
+    cmp -s "$f" "checkpoints/$(basename "$f")" && rm "$f"
+  done
+  mkdir -p "$work/hist"
+  for d in "$work"/runs/*/*/; do cp "$d/history.json" "$work/hist/$(basename "$(dirname "$d")").json" 2>/dev/null; done
+  tar -C "$work" -cf - ship | split -b 15M - "$OUT/sweep.tar.part-"
+  tar -C "$work" -czf "$OUT/sweep-logs.tgz" logs hist
   ls -la "$OUT"
   ;;
 esac
