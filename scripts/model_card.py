@@ -96,10 +96,12 @@ def render(table: list[dict]) -> str:
                   "and colour-jittered, validation in float32 (TF32 off on a GPU) and the best validated "
                   "epoch kept. `aug on` says where the augmentation ran: `device` batches augmented as GPU "
                   "tensors (garbseg.device_augment), `cpu` per image in a DataLoader. A time budget means "
-                  "the number of epochs was set after the first few (probe) epochs to what fitted in it. Per model:", "",
+                  "the number of epochs was set after the first few (probe) epochs to what fitted in it. `EMA` is "
+                  "the per-step decay of the moving average of the weights that was validated and saved "
+                  "(garbseg.weight_average); `-` means the raw weights. Per model:", "",
                   "| model | epochs | batch | lr (backbone x) | weight decay | warm-up | scale | rotation | "
-                  "jitter | aug on | output stride | BN momentum | time budget (s) | commit |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "jitter | aug on | output stride | BN momentum | EMA | time budget (s) | commit |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for card in trained:
             rec = card["recipe_full"]
             scale = rec.get("scale") or ["?", "?"]
@@ -109,10 +111,11 @@ def render(table: list[dict]) -> str:
                 f"(x{rec.get('backbone_lr_scale', 1.0)}) | {rec.get('weight_decay')} | {rec.get('warmup_epochs')} | "
                 f"{scale[0]}-{scale[1]} | {rec.get('rotation')} | {rec.get('color_jitter')} | "
                 f"{'device' if rec.get('augment_on_device') else 'cpu'} | {rec.get('output_stride')} | "
-                f"{rec.get('bn_momentum', 'architecture default')} | {budget if budget else '-'} | "
+                f"{rec.get('bn_momentum', 'architecture default')} | {rec.get('ema_decay') or '-'} | "
+                f"{budget if budget else '-'} | "
                 f"{str(card['provenance'].get('commit'))[:12]} |")
     lines += ["", "Training times are wall-clock to the kept epoch on the machine named. The GPU runs shared one "
-              "H200 between all nine models at once (`scripts/device_zoo.sh`), so each had a fraction of it; "
+              "H200 between seven to nine runs at once (`scripts/device_zoo.sh`), so each had a fraction of it; "
               "CPU runs shared two cores with other work. Read them as upper bounds."]
     total = sum(card["size_mb"] for card in trained)  # MiB, like every size in the card
     lines += ["", f"Total size of the shipped files: {total:.1f} MiB ({total * 2**20 / 1e6:.1f} million bytes). "
