@@ -12,6 +12,8 @@
 #                 variant starts beside the shipped file (for --continue-shipped) and exports only a
 #                 better run, to ship/TAG/MODEL.safetensors
 # Here again:  cat NAME.tar.part-* | tar -x -C checkpoints   then python -m scripts.train_zoo --rescore
+# The device tool sends the working tree, 64 MiB at most: move the shipped files a call does not need
+# (the ResNet50s alone are 180 MiB) out of checkpoints/ for the call, and back after it.
 set -uo pipefail
 work=/root/garbseg-zoo
 export PYTHONPATH=/tmp/site:$PWD GARBSEG_CHECKPOINTS=$work/ship PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
