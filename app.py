@@ -3,8 +3,8 @@ which data is configured, where to go) and the navigation to the pages in pages/
 
 import streamlit as st
 
-from garbseg import ui
-from garbseg.zoo import UNTRAINED, zoo
+from garbseg.app import ui
+from garbseg.models.zoo import UNTRAINED, zoo
 
 
 def home() -> None:

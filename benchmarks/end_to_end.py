@@ -2,7 +2,7 @@
 
 Each frame decodes a 640x640 JPEG from memory (the shared data set's photos are 640x640), runs
 ``Predictor.predict`` (fast preprocessing, the chosen runtime, upsampling + argmax back to 640x640)
-and draws the result with ``garbseg.viz.overlay``. Stages are timed separately; the headline is the
+and draws the result with ``garbseg.present.overlays.overlay``. Stages are timed separately; the headline is the
 median frame time. Batch 1, one frame after the other, no pipelining.
 
 Usage:
@@ -22,11 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from garbseg.bench import cpu_name, default_threads, torch_threads  # noqa: E402
-from garbseg.data import DEFAULT_DATA_DIR, load_dataset, load_image  # noqa: E402
-from garbseg.infer import Predictor  # noqa: E402
-from garbseg import viz  # noqa: E402
-from garbseg.viz import colorize, overlay  # noqa: E402
+from garbseg.core.machine import cpu_name, default_threads, torch_threads  # noqa: E402
+from garbseg.core.paths import default_data_dir  # noqa: E402
+from garbseg.data import load_dataset, load_image  # noqa: E402
+from garbseg.inference import Predictor  # noqa: E402
+from garbseg.present import overlays as viz  # noqa: E402
+from garbseg.present.overlays import colorize, overlay  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtimes import paused, weights_for  # noqa: E402
@@ -34,7 +35,7 @@ from runtimes import paused, weights_for  # noqa: E402
 
 def jpeg_frames(count: int = 8) -> list[bytes]:
     """640x640 JPEG files of the val split, as bytes (decoding is part of what is timed)."""
-    paths = list(load_dataset(DEFAULT_DATA_DIR, "val").image_paths)[:count]
+    paths = list(load_dataset(default_data_dir(), "val").image_paths)[:count]
     return [Path(p).read_bytes() for p in paths]
 
 
@@ -82,18 +83,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--runs-dir", type=Path)
     parser.add_argument("--overlay", choices=["viz", "numpy", "float"], default="viz",
-                        help="viz: garbseg.viz.overlay (default, OpenCV when installed); numpy: the same "
+                        help="viz: garbseg.present.overlays.overlay (default, OpenCV when installed); numpy: the same "
                              "without OpenCV (its fixed-point fallback); float: the float32 blend it replaced")
     parser.add_argument("--pause-pid", type=int, nargs="+", help="SIGSTOP these processes while timing")
     args = parser.parse_args()
-    classes = list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
+    classes = list(load_dataset(default_data_dir(), "val").classes)
     loaded = weights_for(args.model, classes, args.size, args.runs_dir)
     frames = jpeg_frames()
     with torch_threads(args.threads):
         predictor = Predictor(loaded, args.size, runtime=args.runtime, threads=args.threads)
         with paused(args.pause_pid):
             if args.overlay == "numpy":
-                viz.cv2 = None  # garbseg.viz falls back to numpy, as on a machine without OpenCV
+                viz.cv2 = None  # garbseg.present.overlays falls back to numpy, as on a machine without OpenCV
             draw = float_overlay if args.overlay == "float" else overlay
             measure(predictor, frames, 10, draw)  # warm-up
             stages = measure(predictor, frames, args.frames, draw)

@@ -38,11 +38,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from garbseg.bench import bench_runtimes, cpu_name, default_threads, torch_threads, write_results
-from garbseg.checkpoints import load_checkpoint, random_model, shipped_checkpoint
-from garbseg.data import DEFAULT_DATA_DIR, load_dataset
-from garbseg.models import list_models
-from garbseg.runtimes import ENGINES, RuntimeUnavailable, build_engine, check_engine
+from garbseg.bench import bench_runtimes, write_results
+from garbseg.core.machine import cpu_name, default_threads, torch_threads
+from garbseg.core.paths import default_data_dir
+from garbseg.data import load_dataset
+from garbseg.models import list_models, open_model
+from garbseg.inference.runtimes import ENGINES, RuntimeUnavailable, build_engine, check_engine
 
 SINGLE_RUNTIMES = list(ENGINES)
 
@@ -114,13 +115,10 @@ def paused(pids, *, wait_for_quiet: bool = True):
 
 
 def weights_for(name: str, classes: list[str], size: int, runs_dir: Path | None):
-    path = shipped_checkpoint(name)
-    if path is None and runs_dir is not None and (runs_dir / name / "best.safetensors").is_file():
-        path = runs_dir / name / "best.safetensors"
-    if path is not None:
-        return load_checkpoint(path)
-    torch.manual_seed(0)
-    return random_model(name, classes, size)
+    """A run's best file under ``runs_dir`` where there is one, else what ``open_model`` gives for the name."""
+    run = runs_dir / name / "best.safetensors" if runs_dir is not None else None
+    torch.manual_seed(0)  # random weights, where nothing ships, are the same in every run
+    return open_model(run if run is not None and run.is_file() else name, classes, input_size=size)
 
 
 def prepare(loaded, runtimes: list[str], size: int, threads: int) -> dict[str, str]:
@@ -191,7 +189,7 @@ def main() -> None:
     if args.pause_pid:
         atexit.register(_resume, args.pause_pid)  # whatever ends this script, the paused jobs go on
     runtimes = [r for r in args.runtimes.split(",") if r]
-    classes = list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
+    classes = list(load_dataset(default_data_dir(), "val").classes)
     print(f"machine: {cpu_name()}, {args.threads} threads; torch {torch.__version__}; "
           f"batch 1; {args.runs} timed runs per row in {args.passes} rounds, {args.warmup} warm-up calls per block")
     rows: list[dict] = []

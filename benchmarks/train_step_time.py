@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from garbseg.models import build_model, list_models
-from garbseg.train import cpu_supports_bf16
+from garbseg.core.machine import cpu_supports_bf16
 
 
 def main() -> None:

@@ -8,16 +8,23 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .bench import bench_runtimes, write_results
+from .core.errors import GarbsegError
+from .core.machine import torch_threads
+from .core.paths import default_data_dir
+from .data import available_splits, load_dataset, load_image, require_classes
+from .inference import Predictor, evaluate
+from .inference.runtimes import parse_runtimes, runtimes_help
+from .models import DEFAULT_CLASSES, list_models, open_model, parse_model_name, shipped_checkpoints
+from .present.overlays import mask_to_png, overlay
+from .train import TrainConfig, train
+
 DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder with images/ + labels/, "
-             "an image+mask folder set, or a COCO JSON (default: $GARBSEG_DATA or ../shared/data/garbage-seg)")
+             "an image+mask folder set, or a COCO JSON (default: $GARBSEG_DATA, else ../shared/data/garbage-seg "
+             "beside the checkout, else the embedded sample set)")
 
 
-RUNTIME_HELP = ("inference runtime: torch (eager), torch-opt, onnx, onnx-int8, openvino, openvino-bf16, "
-                "openvino-int8, openvino-int8-bf16, or auto (the fastest one that agrees with eager on this "
-                "machine; chosen once, cached).")
-
-
-class CLIError(Exception):
+class CLIError(GarbsegError):
     """An error to print as one line, without a traceback."""
 
 
@@ -42,9 +49,6 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 # --- commands ----------------------------------------------------------------------------------
 
 def cmd_models(args) -> None:
-    from .checkpoints import shipped_checkpoints
-    from .models import parse_model_name
-
     rows = []
     for name, path in shipped_checkpoints().items():
         backbone, head = parse_model_name(name)
@@ -56,8 +60,6 @@ def cmd_models(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .train import TrainConfig, train
-
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
     cfg = TrainConfig(**overrides)
@@ -67,8 +69,6 @@ def cmd_train(args) -> None:
 
 
 def _open_data(path, split, skip_broken=False):
-    from .data import available_splits, load_dataset
-
     splits = available_splits(path)
     dataset = load_dataset(path, split if splits else None, on_error="skip" if skip_broken else "raise")
     if skip_broken:
@@ -77,9 +77,6 @@ def _open_data(path, split, skip_broken=False):
 
 
 def cmd_eval(args) -> None:
-    from .bench import evaluate, torch_threads
-    from .infer import Predictor
-
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
                                           threads=args.threads)
     dataset = _open_data(args.data, args.split, args.skip_broken)
@@ -89,6 +86,7 @@ def cmd_eval(args) -> None:
     metrics["runtime"] = args.runtime
     metrics["resolved_runtime"] = predictor.resolved_runtime
     metrics["checkpoint"] = str(predictor.loaded.path)
+    metrics.pop("image_confusions")
     if args.json:
         _print_json(metrics)
         return
@@ -102,10 +100,6 @@ def cmd_eval(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .data import load_image
-    from .infer import Predictor
-    from .viz import mask_to_png, overlay
-
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
                                           calibrate=args.calibrate, log=_stderr_log)
     print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else ""))
@@ -132,8 +126,6 @@ def cmd_predict(args) -> None:
 
 
 def _runtime_list(text: str) -> list[str]:
-    from .runtimes import parse_runtimes
-
     try:
         return parse_runtimes(text)
     except ValueError as exc:
@@ -152,28 +144,17 @@ def _stderr_log(message: str) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import bench_runtimes, write_results
-    from .checkpoints import load_checkpoint, random_model, shipped_checkpoint
-
     runtimes = _runtime_list(args.runtime)
     dataset = _open_data(args.data, args.split) if args.data else None
-    loaded_models = []
-    for ref in args.checkpoint or []:
-        loaded_models.append(load_checkpoint(ref))
+    loaded_models = [open_model(ref) for ref in args.checkpoint or []]
     for name in args.model or []:
-        path = shipped_checkpoint(name)
-        if path:
-            loaded_models.append(load_checkpoint(path))
-        else:
-            from .models import parse_model_name
-
-            parse_model_name(name)
-            classes = dataset.classes if dataset else _default_classes()
+        parse_model_name(name)
+        classes = dataset.classes if dataset else _default_classes()
+        loaded = open_model(name, classes, input_size=args.size or 224)
+        if not loaded.trained:
             print(f"note: {name} has no shipped checkpoint; timing random weights (trained=false)", file=sys.stderr)
-            loaded_models.append(random_model(name, classes, args.size))
+        loaded_models.append(loaded)
     if dataset is not None:  # before anything is timed: a mismatch would only surface at the end
-        from .data import require_classes
-
         for loaded in loaded_models:
             require_classes(loaded.classes, dataset, model=loaded.name)
     rows = []
@@ -185,8 +166,9 @@ def cmd_bench(args) -> None:
             rows.append(row)
             if not args.json:
                 ran = row["resolved_runtime"] + (f" (asked {row['runtime']})" if row["runtime"] != row["resolved_runtime"] else "")
-                print(f"{row['model']} on {ran}: p50 {row['latency_p50_ms']:.1f} ms, p95 {row['latency_p95_ms']:.1f} ms, "
-                      f"{row['fps']:.1f} FPS, {row['speedup_vs_torch'] or float('nan'):.2f}x torch"
+                print(f"{row['model']} at {row['size']} px on {ran}: p50 {row['latency_p50_ms']:.1f} ms, "
+                      f"p95 {row['latency_p95_ms']:.1f} ms, {row['fps']:.1f} FPS, "
+                      f"{row['speedup_vs_torch'] or float('nan'):.2f}x torch"
                       + (f", mIoU {row['miou']:.4f}" if "miou" in row else ""), file=sys.stderr)
     if args.out:
         write_results(rows, args.out)
@@ -200,20 +182,18 @@ def cmd_bench(args) -> None:
 
 
 def _default_classes() -> list[str]:
-    """The shared data set's classes when it is there (so int8 checks can measure mIoU), else placeholders."""
-    from .data import DEFAULT_DATA_DIR, load_dataset
-
+    """The default data set's classes when it is there (so int8 checks can measure mIoU), else the zoo's."""
     try:
-        return list(load_dataset(DEFAULT_DATA_DIR, "val").classes)
-    except Exception:
-        return ["background"] + [f"class_{i}" for i in range(1, 7)]
+        return list(load_dataset(default_data_dir(), "val").classes)
+    except GarbsegError:
+        return list(DEFAULT_CLASSES)
 
 
 # --- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import DEFAULT_DATA_DIR
-
+    data_dir = str(default_data_dir())
+    runtime_help = runtimes_help()
     parser = argparse.ArgumentParser(
         prog="python -m garbseg",
         description="Train, evaluate, run and benchmark garbage segmentation models. "
@@ -231,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "affine), writing best/last checkpoints after every epoch into --out. A killed run continues "
         "with --resume."))
     p.add_argument("--model", required=True, help="model name, see `python -m garbseg models`")
-    p.add_argument("--data", default=str(DEFAULT_DATA_DIR), help=DATA_HELP)
+    p.add_argument("--data", default=data_dir, help=DATA_HELP)
     p.add_argument("--epochs", type=int, help="number of epochs (default 10)")
     p.add_argument("--out", help="run folder (default runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
@@ -282,14 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Confusion-matrix metrics over the whole split: mIoU, per-class IoU, "
                                    "pixel accuracy, class-weighted precision and recall.")
     add_checkpoint(p)
-    p.add_argument("--data", default=str(DEFAULT_DATA_DIR), help=DATA_HELP)
+    p.add_argument("--data", default=data_dir, help=DATA_HELP)
     p.add_argument("--split", default="val", help="split inside a data root (default val)")
     p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=4)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--skip-broken", action="store_true",
                    help="leave out unreadable images or labels with a warning instead of stopping")
-    p.add_argument("--runtime", default="torch", help=RUNTIME_HELP + " (default torch: the reference scores "
+    p.add_argument("--runtime", default="torch", help=runtime_help + " (default torch: the reference scores "
                    "recorded in checkpoints; other runtimes show their own accuracy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
@@ -302,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
-    p.add_argument("--runtime", default="auto", help=RUNTIME_HELP + " (default auto; it considers int8 runtimes "
+    p.add_argument("--runtime", default="auto", help=runtime_help + " (default auto; it considers int8 runtimes "
                    "only once they are calibrated, see --calibrate)")
     p.add_argument("--calibrate", action="store_true",
                    help="let auto calibrate and check the int8 runtimes it has not yet (minutes per model on "
@@ -316,13 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint", nargs="+", help="checkpoint files or run folders")
     group.add_argument("--model", action="append", help="model name (repeatable); uses its shipped "
                                                         "checkpoint, or random weights flagged trained=false")
-    p.add_argument("--size", type=int, default=224, help="square input size (default 224)")
+    p.add_argument("--size", type=int, help="square input size for every model (default: each checkpoint's own)")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--data", help="labelled data for accuracy columns; " + DATA_HELP)
     p.add_argument("--split", default="val", help="split inside a data root (default val)")
-    p.add_argument("--runtime", default="torch", help=RUNTIME_HELP + " Comma list: one row per model and "
+    p.add_argument("--runtime", default="torch", help=runtime_help + " Comma list: one row per model and "
                    "runtime, each with speedup_vs_torch against eager measured in the same run (default torch)")
     p.add_argument("--out", help="also write the table to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
@@ -333,15 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .backbone_init import BackboneInitError
-    from .checkpoints import CheckpointError
-    from .data import DatasetError
-    from .models import UnknownModelError
-
     try:
         args.func(args)
-    except (CLIError, CheckpointError, DatasetError, UnknownModelError, BackboneInitError,
-            FileExistsError, FileNotFoundError) as exc:
+    except (GarbsegError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,11 +4,11 @@ import io
 
 import streamlit as st
 
-from garbseg import ui
+from garbseg.app import ui
 from garbseg.models import list_models
-from garbseg.uploads import IMAGE_TYPES, MAX_PHOTO_SIDE, UploadError, decode_photo
-from garbseg.viz import legend_html, mask_to_png
-from garbseg.zoo import UNTRAINED
+from garbseg.app.uploads import IMAGE_TYPES, MAX_PHOTO_SIDE, UploadError, decode_photo
+from garbseg.present.overlays import legend_html, mask_to_png
+from garbseg.models.zoo import UNTRAINED
 
 settings = ui.page_setup("Segment")
 st.title("Segment photos")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from garbseg import ui
-from garbseg.uploads import VIDEO_TYPES, UploadError, decode_photo, digest, save_upload
-from garbseg.video import LiveSegmenter, VideoError, segment_video
-from garbseg.viz import frame_latency_figure, legend_html
+from garbseg.app import ui
+from garbseg.app.uploads import VIDEO_TYPES, UploadError, decode_photo, digest, save_upload
+from garbseg.present.video import LiveSegmenter, VideoError, segment_video
+from garbseg.present.charts import frame_latency_figure
+from garbseg.present.overlays import legend_html
 
 settings = ui.page_setup("Stream")
 st.title("Video and webcam")

@@ -2,15 +2,16 @@
 
 import streamlit as st
 
-from garbseg import ui
-from garbseg.bench_suite import open_eval_set, run_suite, supported_runtimes
+from garbseg.app import ui
+from garbseg.bench.suite import open_eval_set, run_suite
+from garbseg.inference.runtimes import RUNTIMES
 from garbseg.models import list_models
-from garbseg.reference import PAPER_TABLE1
-from garbseg.report import build_report, results_table, standard_figures
-from garbseg.results import export_bytes, merge_rows
-from garbseg.viz import (confusion_matrix_figure, latency_distribution_figure, per_class_iou_figure, row_label,
+from garbseg.present.reference import PAPER_TABLE1
+from garbseg.present.report import build_report, results_table, standard_figures
+from garbseg.bench.results import export_bytes, merge_rows
+from garbseg.present.charts import (confusion_matrix_figure, latency_distribution_figure, per_class_iou_figure, row_label,
                          speed_accuracy_figure)
-from garbseg.zoo import default_selection
+from garbseg.models.zoo import default_selection
 
 settings = ui.page_setup("Benchmark")
 st.title("Benchmark")
@@ -25,12 +26,10 @@ with st.form("bench"):
     threads = c2.number_input("Threads", 1, 64, settings.threads, key="bench_threads")
     runs = c3.number_input("Timed runs", 3, 500, 10, key="bench_runs")
     warmup = c4.number_input("Warm-up runs", 0, 50, 3, key="bench_warmup")
-    choices = supported_runtimes()
-    runtimes = (st.multiselect("Runtimes", choices, default=["torch"], key="bench_runtimes",
-                               help="A benchmark prepares what it measures: auto and the int8 runtimes calibrate "
-                                    "int8 on first use (minutes per trained model, cached; afterwards the "
-                                    "Segment and Stream pages' auto considers int8 too).")
-                if len(choices) > 1 else ["torch"])
+    runtimes = st.multiselect("Runtimes", RUNTIMES, default=["torch"], key="bench_runtimes",
+                              help="The int8 runtimes calibrate on first use (minutes per trained model, cached); "
+                                   "auto here, as on the Segment and Stream pages, considers int8 only once "
+                                   "calibrated.")
     source = st.radio("Labelled set (for mIoU)", ["configured folder", "uploaded zip", "none (speed only)"],
                       horizontal=True, key="bench_source")
     c1, c2, c3 = st.columns([2, 1, 1])
@@ -88,7 +87,7 @@ if evaluated:
     st.plotly_chart(speed_accuracy_figure(rows, speed=axis, reference=list(PAPER_TABLE1)), key="scatter")
     if not PAPER_TABLE1:
         st.caption("The seed paper's Table 1 (A100 GPU) is not drawn: its exact numbers are not recorded in "
-                   "garbseg.reference yet.")
+                   "garbseg.present.reference yet.")
     st.plotly_chart(per_class_iou_figure(rows), key="iou_heatmap")
     with_matrix = [r for r in evaluated if r.get("confusion_matrix")]
     if with_matrix:

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from garbseg import ui
-from garbseg.zoo import zoo
+from garbseg.app import ui
+from garbseg.models.zoo import zoo
 
 settings = ui.page_setup("Models")
 st.title("Model cards")

@@ -103,17 +103,17 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from garbseg.data import DEFAULT_DATA_DIR
+    from garbseg.core.paths import default_data_dir
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    photo = Path(args.photo) if args.photo else sorted((DEFAULT_DATA_DIR / "val" / "images").glob("*.jpg"))[0]
+    photo = Path(args.photo) if args.photo else sorted((default_data_dir() / "val" / "images").glob("*.jpg"))[0]
     port = free_port()
     env = {"GARBSEG_CACHE": str(out / "cache")}
     if args.checkpoints:
         env["GARBSEG_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
     app = start_app(port, env)
-    video = slideshow(sorted((DEFAULT_DATA_DIR / "val" / "images").glob("*.jpg"))[:8], out / "slideshow.mp4")
+    video = slideshow(sorted((default_data_dir() / "val" / "images").glob("*.jpg"))[:8], out / "slideshow.mp4")
     base = f"http://127.0.0.1:{port}"
     try:
         with sync_playwright() as p:

@@ -1,6 +1,6 @@
 """Write checkpoints/README.md, the model card, from the metadata of the shipped checkpoints.
 
-Every number comes from the files themselves, read by garbseg.model_card exactly as for the app's
+Every number comes from the files themselves, read by garbseg.models.model_card exactly as for the app's
 Models page (metrics recorded by scripts/train_zoo.py after re-evaluating the shipped float16 file,
 parameters counted from the stored tensors, file size), or is measured here (GFLOPs), so the card
 cannot drift from the weights.
@@ -14,14 +14,15 @@ import argparse
 from pathlib import Path
 
 from garbseg.bench import count_gflops
-from garbseg.checkpoints import CHECKPOINT_DIR, load_checkpoint, shipped_checkpoints
-from garbseg.model_card import METRIC_LABELS, model_card
+from garbseg.core.paths import checkpoint_dir
+from garbseg.models.checkpoints import load_checkpoint, shipped_checkpoints
+from garbseg.models.model_card import METRIC_LABELS, model_card
 
 HEADER = """# Model card: garbseg's shipped checkpoints
 
 One float16 safetensors file per model (`<backbone>-<head>.safetensors`), loaded as float32. Each
 file's JSON header holds everything below plus the full training recipe and the commit it was
-trained from: `python -c "from garbseg.checkpoints import read_metadata; print(read_metadata('FILE'))"`.
+trained from: `python -c "from garbseg.models.checkpoints import read_metadata; print(read_metadata('FILE'))"`.
 The app and the CLI find these files by model name.
 
 **Data.** Trained on the `train` split (349 photos) and scored on the `val` split (60 photos) of
@@ -54,7 +55,7 @@ def hms(seconds) -> str:
 
 
 def rows() -> list[dict]:
-    """One row per shipped model: its card (garbseg.model_card) plus what needs the weights loaded."""
+    """One row per shipped model: its card (garbseg.models.model_card) plus what needs the weights loaded."""
     out = []
     for name, path in shipped_checkpoints().items():
         card = model_card(name, path)
@@ -95,10 +96,10 @@ def render(table: list[dict]) -> str:
                   "squashed to the input size then randomly zoomed (scale range), rotated, shifted, flipped "
                   "and colour-jittered, validation in float32 (TF32 off on a GPU) and the best validated "
                   "epoch kept. `aug on` says where the augmentation ran: `device` batches augmented as GPU "
-                  "tensors (garbseg.device_augment), `cpu` per image in a DataLoader. A time budget means "
+                  "tensors (garbseg.train.device_augment), `cpu` per image in a DataLoader. A time budget means "
                   "the number of epochs was set after the first few (probe) epochs to what fitted in it. `EMA` is "
                   "the per-step decay of the moving average of the weights that was validated and saved "
-                  "(garbseg.weight_average); `-` means the raw weights. Per model:", "",
+                  "(garbseg.train.weight_average); `-` means the raw weights. Per model:", "",
                   "| model | epochs | batch | lr (backbone x) | weight decay | warm-up | scale | rotation | "
                   "jitter | aug on | output stride | BN momentum | EMA | time budget (s) | commit |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -125,7 +126,7 @@ def render(table: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(CHECKPOINT_DIR / "README.md"))
+    parser.add_argument("--out", default=str(checkpoint_dir() / "README.md"))
     args = parser.parse_args()
     Path(args.out).write_text(render(rows()))
     print(f"wrote {args.out}")

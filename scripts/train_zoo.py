@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
-from garbseg.bench import evaluate
-from garbseg.checkpoints import CHECKPOINT_DIR, export_checkpoint, read_metadata
-from garbseg.data import DEFAULT_DATA_DIR, load_dataset
-from garbseg.infer import Predictor
+from garbseg.core.paths import checkpoint_dir, default_data_dir
+from garbseg.data import load_dataset
+from garbseg.inference import evaluate
+from garbseg.models.checkpoints import export_checkpoint, read_metadata
+from garbseg.inference import Predictor
 from garbseg.train import TrainConfig, Trainer
 
 # Beyond the seed recipe (7 epochs, lr 1e-4): longer cosine schedules with a warm-up epoch, a higher
@@ -97,14 +98,14 @@ def train(name: str, data: str, device: str, runs: Path, recipe_set: str = "cpu"
 def ship(name: str, runs: Path) -> Path:
     """The run's best epoch as a float16 file in checkpoints/ (metadata kept, training metrics recorded)."""
     best = runs / name / "best.safetensors"
-    shipped = CHECKPOINT_DIR / f"{name}.safetensors"
-    new = read_metadata(best)["metrics"]["miou"]
+    shipped = checkpoint_dir() / f"{name}.safetensors"
+    new = read_metadata(best).metrics["miou"]
     if shipped.is_file():  # never replace a shipped file by a run that validated worse
-        old = read_metadata(shipped).get("training_metrics", {}).get("miou", -1.0)
+        old = read_metadata(shipped).training_metrics.get("miou", -1.0)
         if new <= old:
             log(f"{name}: kept {shipped} (val mIoU {old:.4f}); the run's best is {new:.4f}")
             return shipped
-    export_checkpoint(best, shipped, training_metrics=read_metadata(best)["metrics"])
+    export_checkpoint(best, shipped, training_metrics=read_metadata(best).metrics)
     log(f"{name}: exported {best} -> {shipped} ({shipped.stat().st_size / 2**20:.1f} MB)")
     return shipped
 
@@ -115,29 +116,29 @@ def rescore(name: str, data: str) -> dict:
     The reference is the mIoU the run recorded for its best epoch (float32 weights, float32
     validation, TF32 off on a GPU), so the check covers float16 storage and the device change.
     """
-    shipped = CHECKPOINT_DIR / f"{name}.safetensors"
+    shipped = checkpoint_dir() / f"{name}.safetensors"
     meta = read_metadata(shipped)
-    recorded = meta["training_metrics"]["miou"]
-    val = load_dataset(data, meta["data"]["val_split"], cache=True)
+    recorded = meta.training_metrics["miou"]
+    val = load_dataset(data, meta.data["val_split"], cache=True)
     metrics = evaluate(Predictor.from_checkpoint(shipped, runtime="torch"), val, progress=False)
     delta = metrics["miou"] - recorded
     keep = ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images")
     # Re-saving a float16 file as float16 is lossless: only the metadata changes.
     export_checkpoint(shipped, shipped, metrics={k: metrics[k] for k in keep}, fp16_miou_delta=delta,
-                      exported_from=meta.get("exported_from"))
-    log(f"{name}: best epoch {meta['epoch']}/{meta['recipe']['epochs']} val mIoU {recorded:.4f} (training, float32); "
+                      exported_from=meta.exported_from)
+    log(f"{name}: best epoch {meta.epoch}/{meta.recipe['epochs']} val mIoU {recorded:.4f} (training, float32); "
         f"shipped fp16 file {metrics['miou']:.4f} on CPU (delta {delta:+.4f}) -> {shipped} "
         f"({shipped.stat().st_size / 2**20:.1f} MB)")
     if abs(delta) > 0.005:
         log(f"WARNING: {name}: the shipped file differs from its training score by more than 0.005")
-    return {"model": name, "miou": metrics["miou"], "delta": delta, "epoch": meta["epoch"],
-            "train_seconds": meta.get("train_seconds")}
+    return {"model": name, "miou": metrics["miou"], "delta": delta, "epoch": meta.epoch,
+            "train_seconds": meta.train_seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=list(RECIPES), help="models to train (default: all)")
-    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data", default=str(default_data_dir()))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--recipe", choices=sorted(RECIPE_SETS), default=None,
                         help="recipe set (default: gpu on a CUDA device, else cpu)")
@@ -168,7 +169,7 @@ def main() -> None:
     for name in args.models:
         if not args.rescore:
             if not args.export_only:
-                start = {"init_from": str(CHECKPOINT_DIR / f"{name}.safetensors")} if args.continue_shipped else {}
+                start = {"init_from": str(checkpoint_dir() / f"{name}.safetensors")} if args.continue_shipped else {}
                 train(name, args.data, args.device, Path(args.runs), recipe_set, {**overrides, **start})
             ship(name, Path(args.runs))
         if not args.no_score:

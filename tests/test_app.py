@@ -16,11 +16,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import garbseg.checkpoints as checkpoints
-import garbseg.results as results
 from conftest import REAL_DATA, make_yolo_set, requires_real_data, zip_folder
-from garbseg.checkpoints import make_metadata, random_model, save_checkpoint
-from garbseg.zoo import DEFAULT_CLASSES, UNTRAINED
+from garbseg.models import DEFAULT_CLASSES, UNTRAINED, make_metadata, random_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = "mobilenet_v3_large-lraspp"  # the default pick: smallest and fastest
@@ -52,15 +49,14 @@ def isolated(tmp_path, monkeypatch):
     covers auto."""
     empty = tmp_path / "no-checkpoints"
     empty.mkdir()
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", empty)
-    monkeypatch.setattr(results, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("GARBSEG_CHECKPOINTS", str(empty))
     monkeypatch.setenv("GARBSEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("GARBSEG_RUNTIME", "torch")
 
 
 @pytest.fixture
 def with_weights(tiny_checkpoints, monkeypatch):
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tiny_checkpoints)
+    monkeypatch.setenv("GARBSEG_CHECKPOINTS", str(tiny_checkpoints))
 
 
 def open_app(page: str | None = None) -> AppTest:
@@ -303,7 +299,7 @@ def test_a_damaged_checkpoint_is_reported_where_it_matters(tmp_path, monkeypatch
     folder = tmp_path / "damaged"
     folder.mkdir()
     (folder / f"{OTHER}.safetensors").write_bytes(b"\x00" * 64)  # e.g. a half-copied file
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", folder)
+    monkeypatch.setenv("GARBSEG_CHECKPOINTS", str(folder))
     home = open_app()
     assert_clean(home)
     assert home.dataframe[0].value.set_index("model").loc[OTHER, "weights"] == f"{OTHER}.safetensors"

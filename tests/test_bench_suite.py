@@ -1,12 +1,12 @@
-"""garbseg.bench_suite and garbseg.results: what the Benchmark page runs and keeps."""
+"""garbseg.bench.suite and garbseg.bench.results: what the Benchmark page runs and keeps."""
 
 from __future__ import annotations
 
 import pytest
 
-from garbseg.bench_suite import open_eval_set, run_suite, supported_runtimes
-from garbseg.checkpoints import random_model
-from garbseg.results import load_results, merge_rows, results_path, save_results
+from garbseg.bench.suite import open_eval_set, run_suite
+from garbseg.models import random_model
+from garbseg.bench.results import load_results, merge_rows, results_path, save_results
 
 FAST = "mobilenet_v3_large-lraspp"
 
@@ -35,8 +35,16 @@ def test_suite_evaluates_matching_models_times_the_rest_and_survives_failures(ti
     assert any("evaluating on 2 images" in text for _, text in seen)
 
 
-def test_supported_runtimes_always_include_torch():
-    assert supported_runtimes()[0] == "torch"
+def test_suite_rows_come_from_the_shared_pipeline_with_speedups(tiny_data):
+    """The app's suite measures through bench_runtimes, as the CLI does: each row has speedup_vs_torch,
+    and without a size each model runs at its checkpoint's own input size."""
+    dataset = open_eval_set(tiny_data, max_images=1)
+    loaded = random_model(FAST, dataset.classes, 48)
+    outcome = run_suite([FAST], lambda name: loaded, threads=1, warmup=0, runs=2, dataset=dataset,
+                        runtimes=["torch", "torch-opt"])
+    assert [r["runtime"] for r in outcome.rows] == ["torch", "torch-opt"] and not outcome.problems
+    assert all(r["size"] == 48 for r in outcome.rows)
+    assert outcome.rows[0]["speedup_vs_torch"] == 1.0 and outcome.rows[1]["speedup_vs_torch"] > 0
 
 
 def test_results_merge_replaces_same_measurement_and_keeps_others(tmp_path):
@@ -58,9 +66,8 @@ def test_unreadable_results_file_means_no_results(tmp_path, content):
 
 
 def test_evaluate_raises_a_dataset_error_naming_both_class_lists(tiny_data):
-    from garbseg.bench import evaluate
     from garbseg.data import DatasetError, load_dataset
-    from garbseg.infer import Predictor
+    from garbseg.inference import Predictor, evaluate
 
     dataset = load_dataset(tiny_data, "val")
     other = random_model(FAST, ["background", "glass", "metal"], 64)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchvision.models import segmentation as tvseg
 
-from garbseg.checkpoints import (CheckpointError, guess_model_name, load_checkpoint, make_metadata, read_metadata,
+from garbseg.models.checkpoints import (CheckpointError, guess_model_name, load_checkpoint, make_metadata, read_metadata,
                                  save_checkpoint)
 from garbseg.models import build_model
 
@@ -33,9 +33,9 @@ def test_roundtrip_reproduces_outputs_and_metadata(tmp_path):
     meta = read_metadata(path)
     for key in ("format_version", "model", "classes", "input_size", "normalization", "backbone_init", "recipe",
                 "data", "metrics", "commit"):
-        assert key in meta, key
-    assert meta["classes"] == CLASSES and meta["input_size"] == 96
-    assert meta["backbone_init"].startswith("random")
+        assert key in meta.to_dict(), key
+    assert meta.classes == CLASSES and meta.input_size == 96
+    assert meta.backbone_init.startswith("random")
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind
 
 
@@ -45,7 +45,7 @@ def test_fp16_file_is_half_size_and_loads_as_float32(tmp_path):
     assert path16.stat().st_size < 0.55 * path32.stat().st_size
     loaded = load_checkpoint(path16)
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
-    assert loaded.meta["stored_dtype"] == "float16"
+    assert loaded.meta.stored_dtype == "float16"
     assert _same_outputs(model, loaded.model, atol=0.05)
 
 
@@ -128,7 +128,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 def test_newer_format_version_is_refused(tmp_path):
     model = build_model("mobilenet_v2-lraspp", num_classes=3)
     meta = make_metadata(model, classes=CLASSES, input_size=64, model_kwargs={})
-    meta["format_version"] = 99
+    meta = meta.replace(format_version=99)  # as a newer garbseg would write it
     path = save_checkpoint(tmp_path / "future.safetensors", model, meta)
     with pytest.raises(CheckpointError, match="up to v1"):
         load_checkpoint(path)
@@ -143,9 +143,9 @@ def test_guess_model_name_covers_every_pairing():
 
 
 def test_model_card_lists_every_earlier_run_of_a_continued_checkpoint():
-    from garbseg.model_card import continuation_chain
+    from garbseg.models.model_card import continuation_chain
 
     gpu = {"epoch": 40, "machine": "GPU X", "val_miou": 0.35}
     cpu = {"epoch": 34, "machine": "CPU Y", "val_miou": 0.40, "continued_from": gpu}
-    assert continuation_chain({"continued_from": cpu}) == [gpu, cpu]
-    assert continuation_chain({}) == []
+    assert continuation_chain(cpu) == [gpu, cpu]
+    assert continuation_chain(None) == []

@@ -122,15 +122,15 @@ def test_eval_stops_on_a_broken_image_unless_asked_to_skip(tiny_run, tiny_data, 
 
 
 def test_bench_with_data_of_other_classes_stops_before_timing(tiny_data, tmp_path):
-    from garbseg.checkpoints import make_metadata, random_model, save_checkpoint
-    from garbseg.zoo import DEFAULT_CLASSES
+    from garbseg.models import make_metadata, random_model, save_checkpoint
+    from garbseg.models.zoo import DEFAULT_CLASSES
 
     shipped = tmp_path / "checkpoints"  # a "shipped" checkpoint whose classes are not the tiny set's
     loaded = random_model("mobilenet_v3_large-lraspp", DEFAULT_CLASSES, 64)
     shipped.mkdir()
     save_checkpoint(shipped / "mobilenet_v3_large-lraspp.safetensors", loaded.model,
                     make_metadata(loaded.model, classes=DEFAULT_CLASSES, input_size=64, trained=True,
-                                  model_kwargs=loaded.meta.get("model_kwargs", {})))
+                                  model_kwargs=loaded.meta.model_kwargs))
     cache = tmp_path / "cache"
     env = {**__import__("os").environ, "GARBSEG_CHECKPOINTS": str(shipped), "GARBSEG_CACHE": str(cache)}
     result = run_cli("bench", "--model", "mobilenet_v3_large-lraspp", "--data", tiny_data, "--size", "64",

@@ -15,8 +15,8 @@ import torch
 import yaml
 from PIL import Image
 
+from garbseg.core.paths import default_data_dir
 from garbseg.data import (
-    DEFAULT_DATA_DIR,
     IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -111,7 +111,7 @@ def expected_yolo_mask() -> np.ndarray:
 
 @real_data
 def test_real_layout_classes_and_sizes():
-    assert DEFAULT_DATA_DIR.resolve() == DATA.resolve()
+    assert default_data_dir().resolve() == DATA.resolve()
     assert available_splits(DATA) == ["train", "val"]
     train, val = load_dataset(DATA, "train"), load_dataset(DATA, "val")
     assert (train.layout, val.layout) == ("yolo", "yolo")

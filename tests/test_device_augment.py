@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from garbseg.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, load_dataset
-from garbseg.device_augment import AugmentParams, DeviceTrainSet, random_affine
+from garbseg.train.device_augment import AugmentParams, DeviceTrainSet, random_affine
 
 from conftest import TINY_COLOURS
 

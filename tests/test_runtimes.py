@@ -18,15 +18,16 @@ import pytest
 import torch
 from PIL import Image
 
-from garbseg.checkpoints import load_checkpoint, random_model
+from garbseg.models import load_checkpoint, random_model
 from garbseg.data import load_dataset, normalize_image
-from garbseg.infer import Predictor, prepare_image, upsample_argmax
+from garbseg.inference import Predictor, prepare_image, upsample_argmax
 from garbseg.models import head_logits
-from garbseg.train import cpu_supports_bf16
-from garbseg.runtimes import build_engine, check_engine
-from garbseg.runtimes.cache import model_dir
-from garbseg.runtimes.checks import INT8_RUNTIMES, PARITY_THRESHOLD
-from garbseg.runtimes.onnx_export import onnx_path
+from garbseg.core.machine import cpu_supports_bf16
+from garbseg.inference.runtimes import build_engine, check_engine
+from garbseg.inference.runtimes.cache import model_dir
+from garbseg.inference.runtimes import INT8_RUNTIMES
+from garbseg.inference.runtimes.checks import PARITY_THRESHOLD
+from garbseg.inference.runtimes.export import onnx_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -134,7 +135,7 @@ def test_int8_bf16_runs_the_int8_file_and_is_checked_like_int8(loaded, tiny_data
 
 @has_ov
 def test_int8_bf16_without_native_bf16_falls_back_to_int8(loaded, tiny_data, monkeypatch, capsys):
-    monkeypatch.setattr("garbseg.train.cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr("garbseg.inference.runtimes.openvino_engines.cpu_supports_bf16", lambda: False)
     engine = build_engine(loaded, "openvino-int8-bf16", size=SIZE, threads=1, data_dir=tiny_data)
     assert engine.name == "openvino-int8" and engine.details["precision"] == "f32"
     assert "no native bf16" in capsys.readouterr().err
@@ -217,9 +218,9 @@ def test_auto_chooses_once_and_caches_the_choice(loaded, tiny_data, monkeypatch)
     choice = json.loads((model_dir(loaded) / f"auto-{SIZE}-t1.json").read_text())
     assert choice["runtime"] == engine.name
     assert all(c.get("usable") is not None for c in choice["candidates"].values())
-    import garbseg.runtimes as runtimes
+    import garbseg.inference.runtimes.auto as auto_module
 
-    monkeypatch.setattr(runtimes, "choose", lambda *a, **k: pytest.fail("the cached choice was not used"))
+    monkeypatch.setattr(auto_module, "choose", lambda *a, **k: pytest.fail("the cached choice was not used"))
     assert build_engine(loaded, "auto", size=SIZE, threads=1, data_dir=tiny_data).name == engine.name
 
 
@@ -252,9 +253,9 @@ def test_auto_without_calibration_leaves_int8_out_until_it_is_calibrated(tiny_da
     # With calibration auto chooses among all; from then on that choice is used without calibration too.
     full = auto(True)
     assert set(INT8_RUNTIMES) <= set(json.loads(full_file.read_text())["candidates"])
-    import garbseg.runtimes as runtimes
+    import garbseg.inference.runtimes.auto as auto_module
 
-    monkeypatch.setattr(runtimes, "choose", lambda *a, **k: pytest.fail("the full choice was not used"))
+    monkeypatch.setattr(auto_module, "choose", lambda *a, **k: pytest.fail("the full choice was not used"))
     assert auto(False).name == full.name
 
 

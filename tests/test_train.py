@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from garbseg.checkpoints import load_checkpoint, read_metadata
+from garbseg.models.checkpoints import load_checkpoint, read_metadata
 from garbseg.train import TrainConfig, Trainer, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,14 +19,14 @@ def test_run_writes_best_and_last_with_metadata(tiny_run):
     for name in ("best.safetensors", "last.safetensors", "state.pt", "history.json"):
         assert (tiny_run / name).is_file(), name
     meta = read_metadata(tiny_run / "best.safetensors")
-    assert meta["model"] == "mobilenet_v3_large-lraspp"
-    assert meta["classes"] == ["background", "red", "blue"]
-    assert meta["recipe"]["batch_size"] == 4 and meta["recipe"]["lr"] == 1e-3
-    assert meta["data"]["train_images"] == 8 and meta["data"]["val_images"] == 4
-    assert 0.0 <= meta["metrics"]["miou"] <= 1.0
+    assert meta.model == "mobilenet_v3_large-lraspp"
+    assert meta.classes == ["background", "red", "blue"]
+    assert meta.recipe["batch_size"] == 4 and meta.recipe["lr"] == 1e-3
+    assert meta.data["train_images"] == 8 and meta.data["val_images"] == 4
+    assert 0.0 <= meta.metrics["miou"] <= 1.0
     history = json.loads((tiny_run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
-    assert max(h["val_miou"] for h in history) == pytest.approx(meta["metrics"]["miou"], abs=1e-4)
+    assert max(h["val_miou"] for h in history) == pytest.approx(meta.metrics["miou"], abs=1e-4)
     # state.pt is plain data: it loads with weights_only=True
     state = torch.load(tiny_run / "state.pt", weights_only=True)
     assert state["epoch"] == 2
@@ -98,7 +98,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_data, tmp_path):
     # files were being written leaves them one epoch ahead, and that epoch is simply redone.
     done = torch.load(out / "state.pt", weights_only=True)["epoch"]
     assert 2 <= done < 6
-    assert read_metadata(out / "last.safetensors")["epoch"] in (done, done + 1)
+    assert read_metadata(out / "last.safetensors").epoch in (done, done + 1)
     assert len(_history(out)) in (done, done + 1)
 
     resumed = subprocess.run(_train_cmd(tiny_data, out, 6, "--resume"), cwd=ROOT, env=env, capture_output=True,
@@ -127,7 +127,7 @@ def test_device_augmentation_budget_and_sparse_validation(tiny_data, tmp_path):
     assert trainer.cfg.epochs == 1 and len(trainer.history) == 1
     assert any("time budget" in line for line in lines)
     meta = read_metadata(tmp_path / "r" / "best.safetensors")
-    assert meta["recipe"]["augment_on_device"] is True and meta["recipe"]["epochs"] == 1
+    assert meta.recipe["augment_on_device"] is True and meta.recipe["epochs"] == 1
 
     cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "v"), epochs=3,
                       batch_size=4, size=64, resize=64, lr=1e-3, bf16=False, augment_on_device=True, val_every=2)
@@ -158,9 +158,9 @@ def test_init_from_a_checkpoint_continues_its_weights(tiny_run, tiny_data, tmp_p
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, reference[key]), key
     trainer.fit()
-    earlier = read_metadata(tmp_path / "c" / "best.safetensors")["continued_from"]
-    assert earlier["epoch"] == read_metadata(best)["epoch"] and earlier["checkpoint"] == "best.safetensors"
-    assert earlier["val_miou"] == pytest.approx(read_metadata(best)["metrics"]["miou"])
+    earlier = read_metadata(tmp_path / "c" / "best.safetensors").continued_from
+    assert earlier["epoch"] == read_metadata(best).epoch and earlier["checkpoint"] == "best.safetensors"
+    assert earlier["val_miou"] == pytest.approx(read_metadata(best).metrics["miou"])
     other = TrainConfig(model="mobilenet_v2-lraspp", data=str(tiny_data), epochs=1, size=64, init_from=str(best))
     with pytest.raises(ValueError, match="cannot start"):
         Trainer(other, progress=False, log=lambda s: None)
@@ -173,7 +173,7 @@ def test_cli_trains_with_the_gpu_recipe_options(tiny_data, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert ["val_miou" in h for h in _history(out)] == [False, True]
-    recipe = read_metadata(out / "best.safetensors")["recipe"]
+    recipe = read_metadata(out / "best.safetensors").recipe
     assert recipe["augment_on_device"] is True and recipe["val_every"] == 2
     assert recipe["backbone_lr_scale"] == 0.5 and recipe["bn_momentum"] == 0.05 and recipe["ema_decay"] == 0.99
 
@@ -181,7 +181,7 @@ def test_cli_trains_with_the_gpu_recipe_options(tiny_data, tmp_path):
 def test_weight_ema_arithmetic():
     """Each update moves the average (1 - d) of the way to the model, d warming up as (1+n)/(10+n);
     BatchNorm's integer counter is copied, not averaged."""
-    from garbseg.weight_average import WeightEMA
+    from garbseg.train.weight_average import WeightEMA
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.BatchNorm1d(2))
     with torch.no_grad():
@@ -213,7 +213,7 @@ def test_ema_run_saves_and_resumes_the_average(tiny_data, tmp_path):
     raw = trainer.model.state_dict()
     assert all(torch.allclose(saved[k].float(), averaged[k].float(), atol=1e-6) for k in saved)
     assert any(not torch.allclose(averaged[k].float(), raw[k].float(), atol=1e-4) for k in raw)
-    assert read_metadata(out / "best.safetensors")["recipe"]["ema_decay"] == 0.9
+    assert read_metadata(out / "best.safetensors").recipe["ema_decay"] == 0.9
 
     more = TrainConfig(**{**cfg.__dict__, "epochs": 3})
     resumed = Trainer(more, progress=False, log=lambda s: None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from garbseg.checkpoints import export_checkpoint, read_metadata
+from garbseg.models.checkpoints import export_checkpoint, read_metadata
 from garbseg.models import list_models
 from scripts import train_zoo
 
@@ -31,15 +31,15 @@ def test_set_rejects_unknown_fields():
 def test_ship_never_replaces_a_better_file(tiny_run, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_run, runs / "mobilenet_v3_large-lraspp")
-    monkeypatch.setattr(train_zoo, "CHECKPOINT_DIR", tmp_path / "ship")
+    monkeypatch.setenv("GARBSEG_CHECKPOINTS", str(tmp_path / "ship"))
     (tmp_path / "ship").mkdir()
     best = runs / "mobilenet_v3_large-lraspp" / "best.safetensors"
-    run_miou = read_metadata(best)["metrics"]["miou"]
+    run_miou = read_metadata(best).metrics["miou"]
     shipped = tmp_path / "ship" / "mobilenet_v3_large-lraspp.safetensors"
     export_checkpoint(best, shipped, training_metrics={"miou": run_miou + 0.1})  # a better file is there
     train_zoo.ship("mobilenet_v3_large-lraspp", runs)
-    assert read_metadata(shipped)["training_metrics"]["miou"] == pytest.approx(run_miou + 0.1)
+    assert read_metadata(shipped).training_metrics["miou"] == pytest.approx(run_miou + 0.1)
     export_checkpoint(best, shipped, training_metrics={"miou": run_miou - 0.1})  # a worse one is replaced
     train_zoo.ship("mobilenet_v3_large-lraspp", runs)
     meta = read_metadata(shipped)
-    assert meta["training_metrics"]["miou"] == pytest.approx(run_miou) and meta["stored_dtype"] == "float16"
+    assert meta.training_metrics["miou"] == pytest.approx(run_miou) and meta.stored_dtype == "float16"

@@ -1,4 +1,4 @@
-"""garbseg.uploads: photos of any mode/orientation/size, and zipped labelled sets in any layout."""
+"""garbseg.app.uploads: photos of any mode/orientation/size, and zipped labelled sets in any layout."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import make_yolo_set, zip_folder
-from garbseg.bench_suite import open_eval_set
-from garbseg.data import load_dataset
-from garbseg.uploads import UploadError, decode_photo, extract_dataset_zip, preferred_split, save_upload
+from garbseg.bench.suite import open_eval_set
+from garbseg.app.uploads import UploadError, decode_photo, extract_dataset_zip, save_upload
+from garbseg.data import load_dataset, preferred_split
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -1,4 +1,4 @@
-"""garbseg.video on tiny synthetic videos made with PyAV (no model needed: a fake predictor draws a
+"""garbseg.present.video on tiny synthetic videos made with PyAV (no model needed: a fake predictor draws a
 known mask, so the annotated frames can be checked pixel by pixel)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from garbseg.video import (FpsMeter, LiveSegmenter, VideoError, draw_readout, fit_size, open_encoder, probe,
+from garbseg.present.video import (FpsMeter, LiveSegmenter, VideoError, draw_readout, fit_size, open_encoder, probe,
                            segment_video)
-from garbseg.viz import palette
+from garbseg.present.overlays import palette
 
 CLASSES = ["background", "left", "right"]
 
@@ -146,7 +146,7 @@ def test_a_shared_predictor_serialises_calls_and_keeps_timings_per_view():
 
     from PIL import Image
 
-    from garbseg.infer import SharedPredictor, Timing
+    from garbseg.inference import SharedPredictor, Timing
 
     class SlowPredictor(HalfPredictor):
         resolved_runtime = "torch"

@@ -1,4 +1,4 @@
-"""Pure figure and picture functions of garbseg.viz, and the HTML report built from them."""
+"""Pure figure and picture functions of garbseg.present (overlays, charts), and the HTML report built from them."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import pytest
 
 from PIL import Image
 
-import garbseg.viz as viz
-from garbseg.report import build_report, results_table, standard_figures
-from garbseg.viz import (PAPER_SERIES, PARETO_SERIES, colour_hex, confusion_matrix_figure, frame_latency_figure,
-                         latency_distribution_figure, legend_html, legend_rows, outline, overlay, palette,
-                         pareto_front, per_class_iou_figure, row_label, speed_accuracy_figure)
-from garbseg.zoo import UNTRAINED
+import garbseg.present.overlays as viz
+from garbseg.present.charts import (PAPER_SERIES, PARETO_SERIES, confusion_matrix_figure, frame_latency_figure,
+                                    latency_distribution_figure, pareto_front, per_class_iou_figure, row_label,
+                                    speed_accuracy_figure)
+from garbseg.present.overlays import colour_hex, legend_html, legend_rows, outline, overlay, palette
+from garbseg.present.report import build_report, results_table, standard_figures
+from garbseg.models.zoo import UNTRAINED
 
 CLASSES = ["background", "glass", "metal"]
 

@@ -1,12 +1,12 @@
-"""garbseg.zoo: which models have weights, what the pickers start on, how untrained ones are named."""
+"""garbseg.models.zoo: which models have weights, what the pickers start on, how untrained ones are named."""
 
 from __future__ import annotations
 
 import pytest
 
 from garbseg.models import UnknownModelError, list_models
-from garbseg.zoo import (UNTRAINED, compose_name, default_model, default_selection, load_for_app, model_label,
-                         trained_names, zoo)
+from garbseg.models.zoo import (UNTRAINED, compose_name, default_model, default_selection, model_label, open_model,
+                                trained_names, zoo)
 
 
 def test_without_weights_everything_is_untrained_and_selected(tmp_path):
@@ -33,6 +33,7 @@ def test_names_and_labels():
     assert model_label("a-b", False) == f"a-b - {UNTRAINED}"
 
 
-def test_untrained_model_gets_the_given_classes_and_says_so():
-    loaded = load_for_app("mobilenet_v3_large-lraspp", None, ["background", "x", "y"])
-    assert loaded.classes == ["background", "x", "y"] and loaded.meta["trained"] is False
+def test_untrained_model_gets_the_given_classes_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARBSEG_CHECKPOINTS", str(tmp_path))  # nothing ships there
+    loaded = open_model("mobilenet_v3_large-lraspp", ["background", "x", "y"])
+    assert loaded.classes == ["background", "x", "y"] and loaded.meta.trained is False

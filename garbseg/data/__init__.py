@@ -16,21 +16,20 @@ How polygons become pixels (YOLO and COCO alike) is written in `garbseg.data.ras
 
 One module per job; every public name is importable from ``garbseg.data`` itself:
 
-* ``constants``    - default data folder, ignore index, ImageNet mean/std, file suffixes, `DatasetError`
+* ``constants``    - ignore index, ImageNet mean/std, file suffixes, `DatasetError`
 * ``images``       - `load_image` (EXIF orientation, any mode to RGB), listing a folder's images
 * ``rasterize``    - polygons and COCO RLE to masks
 * ``dataset``      - `Sample`, `SegmentationDataset`, `class_pixel_counts`, `require_classes`, the on_error policy
 * ``yolo``         - data.yaml, label files and masks of the YOLOv8-seg layout
 * ``mask_folders`` - the image + mask folder layout and its class files
 * ``coco``         - the COCO layout
-* ``layout``       - `load_dataset` and `available_splits`: which layout a path holds, which split
+* ``layout``       - `load_dataset`, `available_splits`, `preferred_split`: which layout a path holds, which split
 * ``transforms``   - `normalize_image`, `EvalTransform`, `TrainTransform`
 """
 
 from .constants import (
     CLASS_FILE_NAMES,
     COCO_FILE_NAMES,
-    DEFAULT_DATA_DIR,
     IGNORE_INDEX,
     IMAGE_SUFFIXES,
     IMAGENET_MEAN,
@@ -42,7 +41,7 @@ from .constants import (
 )
 from .dataset import MaskReader, Sample, SegmentationDataset, class_pixel_counts, require_classes
 from .images import EXIF_ORIENTATION, load_image
-from .layout import available_splits, load_dataset
+from .layout import available_splits, load_dataset, preferred_split
 from .rasterize import decode_rle_string, rasterize_polygons, rle_to_mask
 from .transforms import EvalTransform, TrainTransform, normalize_image
 from .yolo import parse_yolo_label, yolo_label_path
@@ -50,7 +49,6 @@ from .yolo import parse_yolo_label, yolo_label_path
 __all__ = [
     "CLASS_FILE_NAMES",
     "COCO_FILE_NAMES",
-    "DEFAULT_DATA_DIR",
     "EXIF_ORIENTATION",
     "IGNORE_INDEX",
     "IMAGE_SUFFIXES",
@@ -70,6 +68,7 @@ __all__ = [
     "require_classes",
     "decode_rle_string",
     "load_dataset",
+    "preferred_split",
     "load_image",
     "normalize_image",
     "parse_yolo_label",

@@ -1,16 +1,10 @@
-"""Where the data lives by default, the values masks and normalisation share, the file names the
-readers look for, and the one error they raise."""
+"""The values masks and normalisation share, the file names the readers look for, and the one error
+they raise. (Where the data lives by default: ``garbseg.core.paths.default_data_dir``.)"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from ..core.errors import GarbsegError
 
-
-DEFAULT_DATA_DIR = Path(
-    os.environ.get("GARBSEG_DATA")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "garbage-seg"  # beside the checkout
-)
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,5 +21,5 @@ SPLIT_ALIASES = {
 MAX_ERRORS_SHOWN = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(GarbsegError, ValueError):
     """A dataset file or folder that cannot be used; the message names it."""

@@ -61,6 +61,17 @@ def available_splits(path: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir() and _is_split_folder(p))
 
 
+EVAL_SPLIT_PREFERENCE = ("val", "valid", "validation", "test")
+
+
+def preferred_split(path: str | os.PathLike) -> str | None:
+    """The split to evaluate on by default (val-like first, else the first), or None for a single split."""
+    splits = available_splits(path)
+    if not splits:
+        return None
+    return next((name for name in EVAL_SPLIT_PREFERENCE if name in splits), splits[0])
+
+
 def _is_split_folder(folder: Path) -> bool:
     images = (folder / "images").is_dir()
     has_labels = (folder / "labels").is_dir() or (folder / "masks").is_dir()

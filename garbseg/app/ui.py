@@ -1,0 +1,258 @@
+"""Streamlit glue shared by the pages; the only garbseg module that imports streamlit.
+
+Models are loaded once per process with ``st.cache_resource`` (shared by all sessions, keyed by
+model name, checkpoint path and its mtime, so a checkpoint rewritten by training is picked up), and
+so are their inference engines (also keyed by input size, runtime, threads and data folder);
+tables and metadata use ``st.cache_data``. Settings chosen in the sidebar survive page switches.
+
+Streamlit runs each session in its own thread: one lock (``INFERENCE_LOCK``) serialises inference
+across them, so two sessions never split the cores (or an engine) between them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from ..bench.results import load_results, results_path, save_results
+from ..core.machine import default_threads
+from ..core.paths import default_data_dir
+from ..data import available_splits, load_dataset
+from ..inference import Predictor, SharedPredictor
+from ..inference.runtimes import RUNTIMES
+from ..models import shipped_checkpoint
+from ..models.model_card import model_card as build_model_card
+from ..models.zoo import BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, default_model, model_label, open_model
+from .segment import Segmentation, segment_image
+from .uploads import digest, extract_dataset_zip
+
+_PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir",
+            "runtime": "garbseg_runtime"}  # setting -> session key
+RUNTIME_ENV = "GARBSEG_RUNTIME"
+INFERENCE_LOCK = threading.Lock()
+
+
+@dataclass
+class Settings:
+    threads: int
+    data_dir: str
+    runtime: str = "auto"  # a name from garbseg.inference.runtimes.RUNTIMES
+
+
+def show_error(message: str, exc: BaseException | None = None) -> None:
+    """A readable error in the page (the app keeps running); the exception text, never its trace."""
+    detail = f"\n\n`{type(exc).__name__}: {exc}`" if exc is not None and str(exc) not in message else ""
+    st.error(f"{message}{detail}")
+
+
+def page_setup(title: str, icon: str = ":material/recycling:") -> Settings:
+    st.set_page_config(page_title=f"{title} - garbseg", page_icon=icon, layout="wide")
+    return sidebar_settings()
+
+
+def _persisted(setting: str, default):
+    key = _PERSIST[setting]
+    if key not in st.session_state:
+        st.session_state[key] = default
+    # Widgets forget their value when their page is left; a plain key does not. Copy it in each run.
+    st.session_state[f"_w_{key}"] = st.session_state[key]
+    return key
+
+
+def _store(key: str) -> None:
+    st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def default_runtime() -> tuple[str, str | None]:
+    """``$GARBSEG_RUNTIME`` when it names a runtime, else ``auto``; plus a warning for a bad value."""
+    value = os.environ.get(RUNTIME_ENV, "").strip()
+    if not value or value in RUNTIMES:
+        return value or "auto", None
+    return "auto", f"{RUNTIME_ENV}={value!r} is not a runtime ({', '.join(RUNTIMES)}); using auto"
+
+
+def sidebar_settings() -> Settings:
+    """Threads, the inference runtime and the labelled data folder, in the sidebar of every page."""
+    with st.sidebar:
+        st.subheader("Settings")
+        cores = default_threads()
+        key = _persisted("threads", cores)
+        st.number_input("CPU threads", min_value=1, max_value=max(cores, 1) * 2, step=1, key=f"_w_{key}",
+                        on_change=_store, args=(key,), help="threads used for inference")
+        runtime, problem = default_runtime()
+        runtime_key = _persisted("runtime", runtime)
+        st.selectbox("Runtime", RUNTIMES, key=f"_w_{runtime_key}", on_change=_store, args=(runtime_key,),
+                     help="What runs the network on the Segment and Stream pages. auto: the fastest runtime "
+                          "that agrees with eager PyTorch here, chosen on first use of a model and size and "
+                          "cached; int8 runtimes only once calibrated (by `bench` or `predict --calibrate`). "
+                          f"Default from the {RUNTIME_ENV} environment variable.")
+        if problem:
+            st.warning(problem)
+        data_key = _persisted("data_dir", str(default_data_dir()))
+        st.text_input("Labelled data folder", key=f"_w_{data_key}", on_change=_store, args=(data_key,),
+                      help="YOLOv8-seg root (data.yaml), image+mask folders or COCO. "
+                           "Default from the GARBSEG_DATA environment variable.")
+    settings = Settings(int(st.session_state[key]), str(st.session_state[data_key]).strip(),
+                        str(st.session_state[runtime_key]))
+    if torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
+    return settings
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def dataset_summary(path: str) -> dict:
+    """Name, layout, classes and images per split of a labelled folder; ``{"error": ...}`` if unusable."""
+    if not path:
+        return {"error": "no data folder set"}
+    try:
+        splits = available_splits(path) or [None]
+        counts, first = {}, None
+        for split in splits:
+            ds = load_dataset(path, split)
+            first = first or ds
+            counts[split or Path(path).name] = len(ds)
+        return {"name": first.name.split("/")[0], "layout": first.layout, "classes": list(first.classes),
+                "splits": counts, "path": str(Path(path).resolve())}
+    except Exception as exc:  # any unreadable folder becomes a message on the page
+        return {"error": str(exc)}
+
+
+def classes_for_untrained(settings: Settings) -> list[str]:
+    """Classes given to models without weights: the configured data set's, else the default 7."""
+    summary = dataset_summary(settings.data_dir)
+    return summary.get("classes") or list(DEFAULT_CLASSES)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _checkpoint_key(name: str) -> tuple[str | None, float | None]:
+    path = shipped_checkpoint(name)
+    return (str(path), path.stat().st_mtime) if path else (None, None)
+
+
+@st.cache_resource(max_entries=12, show_spinner="Loading model...")
+def _load_model(name: str, checkpoint: str | None, mtime: float | None, classes: tuple[str, ...]):
+    loaded = open_model(checkpoint or name, list(classes))
+    # One throw-away prediction: the first call pays one-off kernel setup, which would otherwise
+    # be billed to whichever model happens to run first on the Segment page.
+    size = loaded.meta.input_size
+    Predictor(loaded).predict(Image.new("RGB", (size, size)))
+    return loaded
+
+
+def get_model(name: str, classes: list[str]):
+    """The shipped model (or random weights for ``classes`` when none ships), loaded once per process."""
+    checkpoint, mtime = _checkpoint_key(name)
+    return _load_model(name, checkpoint, mtime, () if checkpoint else tuple(classes))
+
+
+@st.cache_resource(max_entries=12, show_spinner="Preparing the inference runtime (first use of this model, size "
+                                                "and runtime only; cached afterwards)...")
+def _engine(name: str, checkpoint: str | None, mtime: float | None, classes: tuple[str, ...],
+            input_size: int | None, runtime: str, threads: int, data_dir: str) -> Predictor:
+    loaded = _load_model(name, checkpoint, mtime, classes)
+    # The lock also keeps other sessions' inference off the cores while auto times the runtimes.
+    # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
+    with INFERENCE_LOCK:
+        predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
+                              calibrate=False)
+        predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
+    return predictor
+
+
+def get_predictor(name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> SharedPredictor:
+    """The model on the runtime chosen in ``settings``, prepared once per process; calls serialised."""
+    checkpoint, mtime = _checkpoint_key(name)
+    engine = _engine(name, checkpoint, mtime, () if checkpoint else tuple(classes), input_size, settings.runtime,
+                     settings.threads, settings.data_dir)
+    return SharedPredictor(engine, INFERENCE_LOCK)
+
+
+def label(name: str) -> str:
+    """A model name as shown in pickers: untrained models say so."""
+    return model_label(name, shipped_checkpoint(name) is not None)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def segment_cached(photo_digest: str, _image, name: str, classes: tuple[str, ...], checkpoint: str | None,
+                   mtime: float | None, input_size: int | None, settings: Settings) -> Segmentation:
+    """A photo's segmentation by one model; recomputed only when photo, model, size or settings change."""
+    predictor = get_predictor(name, list(classes), settings, input_size)
+    return segment_image(predictor, _image, model=name, trained=predictor.loaded.trained)
+
+
+def segment(photo, name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> Segmentation:
+    checkpoint, mtime = _checkpoint_key(name)
+    return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size, settings)
+
+
+def model_picker(key: str) -> str:
+    """Two pickers (backbone, head) that compose ``<backbone>-<head>``; they start on a trained model."""
+    backbone_default, head_default = default_model().rsplit("-", 1)
+    left, right = st.columns(2)
+    backbones, heads = list(BACKBONES), list(HEADS)
+    backbone = left.selectbox("Backbone", backbones, index=backbones.index(backbone_default), key=f"{key}_backbone")
+    head = right.selectbox("Head", heads, index=heads.index(head_default), key=f"{key}_head")
+    name = compose_name(backbone, head)
+    if shipped_checkpoint(name) is None:
+        st.caption(f"`{name}`: **{label(name).split(' - ', 1)[1]}** - no weights ship for it yet")
+    return name
+
+
+@st.cache_data(show_spinner=False)
+def _model_card(name: str, checkpoint: str | None, mtime: float | None) -> dict:
+    return build_model_card(name, checkpoint)
+
+
+def model_card(name: str, checkpoint: Path | None) -> dict:
+    """A model's card from its checkpoint metadata (re-read when the file changes)."""
+    mtime = checkpoint.stat().st_mtime if checkpoint else None
+    return _model_card(name, str(checkpoint) if checkpoint else None, mtime)
+
+
+def recorded_miou(name: str, checkpoint: Path | None) -> float | None:
+    """The validation mIoU a checkpoint recorded; None when untrained, not recorded or unreadable."""
+    if checkpoint is None:
+        return None
+    try:
+        return model_card(name, checkpoint).get("metrics", {}).get("mIoU")
+    except Exception:  # a damaged file is reported on the Models page, not here
+        return None
+
+
+# ----------------------------------------------------------------------------- benchmark results
+
+
+def bench_rows() -> list[dict]:
+    """This session's results, seeded from the results file so a restart keeps them."""
+    if "bench_rows" not in st.session_state:
+        st.session_state["bench_rows"] = load_results(results_path())
+    return st.session_state["bench_rows"]
+
+
+def set_bench_rows(rows: list[dict]) -> None:
+    st.session_state["bench_rows"] = rows
+    try:
+        save_results(rows, results_path())
+    except OSError as exc:
+        st.warning(f"Results kept for this session only; cannot write {results_path()}: {exc}")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Unpacking the zip...")
+def _extract_zip(key: str, _data: bytes) -> str:
+    return str(extract_dataset_zip(_data))
+
+
+def extract_zip(data: bytes) -> str:
+    """Folder of an uploaded zipped data set, unpacked once per distinct upload."""
+    return _extract_zip(digest(data), data)

@@ -1,0 +1,81 @@
+"""Model cards: what a checkpoint says about itself (architecture, initialisation, data, recipe,
+metrics, provenance), read from its metadata without loading the weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from safetensors import safe_open
+
+from .checkpoints import read_metadata
+from .registry import default_output_stride, parse_model_name
+from .zoo import UNTRAINED
+
+# Recipe fields worth showing first; the rest of the recipe follows in the card's full listing.
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "weight_decay", "size", "resize",
+               "aux_loss", "bf16", "seed")
+METRIC_LABELS = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", "precision": "precision (weighted)",
+                 "recall": "recall (weighted)", "num_images": "validation images"}
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def stored_parameters(path: str | Path) -> int:
+    """Learnable parameters in a safetensors file, from tensor shapes alone (norm statistics excluded)."""
+    total = 0
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            if not key.endswith(_BUFFERS):
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def continuation_chain(record: dict | None) -> list[dict]:
+    """The runs a checkpoint continued (its ``continued_from`` record, which nests), earliest first."""
+    chain = []
+    while record:
+        chain.insert(0, record)
+        record = record.get("continued_from")
+    return chain
+
+
+def model_card(name: str, checkpoint: str | Path | None) -> dict:
+    """The card of one model: sections of plain values, ready to print or tabulate."""
+    backbone, head = parse_model_name(name)
+    card = {"name": name, "trained": checkpoint is not None,
+            "architecture": {"backbone": backbone, "head": head, "output_stride": default_output_stride(name)}}
+    if checkpoint is None:
+        card["status"] = f"{UNTRAINED}: no checkpoint ships for this model"
+        return card
+    path = Path(checkpoint)
+    meta = read_metadata(path)
+    card["size_mb"] = path.stat().st_size / 2**20
+    card["status"] = f"weights: {path.name} ({card['size_mb']:.1f} MB, {meta.stored_dtype or '?'})"
+    card["architecture"].update({
+        "output_stride": meta.model_kwargs.get("output_stride", card["architecture"]["output_stride"]),
+        "parameters": stored_parameters(path),
+        "classes": meta.classes,
+        "input_size": meta.input_size,
+        "normalization": meta.normalization,
+    })
+    card["initialisation"] = meta.backbone_init
+    earlier = continuation_chain(meta.continued_from)
+    if earlier:  # a run that continued others: say where the weights had been before, earliest first
+        card["initialisation"] += "; continued from " + ", then ".join(
+            f"{e.get('epoch')} epochs on {e.get('machine')} (val mIoU {e.get('val_miou') or float('nan'):.3f})"
+            for e in earlier)
+    card["data"] = meta.data
+    recipe = meta.recipe
+    card["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
+    card["recipe_full"] = recipe
+    metrics = meta.metrics
+    card["metrics"] = {label: metrics[k] for k, label in METRIC_LABELS.items() if metrics.get(k) is not None}
+    card["per_class_iou"] = metrics.get("per_class_iou", {})
+    card["training_metrics"] = meta.training_metrics or None
+    card["provenance"] = {k: getattr(meta, k) for k in ("epoch", "train_seconds", "device", "world_size", "commit",
+                                                     "torch_version", "exported_from", "fp16_miou_delta")
+                          if getattr(meta, k) is not None}
+    card["machine"] = meta.machine or meta.device  # what trained it, e.g. "CPU AMD EPYC, 2 threads"
+    machines = [e.get("machine") for e in earlier] + [card["machine"]]
+    card["machine"] = ", then ".join(dict.fromkeys(m for m in machines if m))  # each machine once, in order
+    return card

@@ -1,0 +1,423 @@
+"""Training loop: the seed paper's recipe by default, every part overridable, resumable at any moment.
+
+A run lives in one folder: ``last.safetensors`` and ``best.safetensors`` (inference checkpoints with
+metadata), ``state.pt`` (optimizer, scheduler, epoch, history: plain tensors and numbers, so it loads
+with ``weights_only=True``) and ``history.json``. Everything is written atomically at the end of each
+epoch, so a run killed at any moment loses at most the epoch in progress, and ``resume=True``
+continues it. Each epoch reseeds from ``seed + epoch``: a resumed run sees the same data order and
+augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..core.files import atomic_write
+from ..core.machine import cpu_name, cpu_supports_bf16
+from ..data import IGNORE_INDEX, TrainTransform, load_dataset
+from ..inference import Predictor, evaluate
+from ..models import (BACKBONES, CheckpointMeta, LoadedModel, build_model, default_output_stride, load_checkpoint,
+                      make_metadata, parse_model_name, save_checkpoint)
+from ..models.backbone_init import initialise_backbone
+from .device_augment import AugmentParams, DeviceTrainSet
+from .weight_average import WeightEMA
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """The recipe. Defaults follow the seed notebook (AdamW, batch 8, 224 crops of 256 resizes)."""
+
+    model: str
+    data: str
+    out: str | None = None  # run folder; default runs/<model>
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float | None = None  # None: 1e-4 for MobileNets, 5e-5 for ResNet50 (the seed's values)
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # cosine | poly | constant
+    warmup_epochs: int = 0
+    size: int = 224  # training crop and inference input size
+    resize: int = 256
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotation: float = 15.0
+    scale: tuple[float, float] = (0.8, 1.2)
+    translate: float = 0.1
+    color_jitter: float = 0.2
+    aux_loss: bool = True  # auxiliary FCN head on DeepLabv3/FCN (torchvision's weight 0.5)
+    aux_weight: float = 0.5
+    label_smoothing: float = 0.0
+    # torchvision's MobileNetV3 sets BatchNorm momentum 0.01: in short from-scratch runs its running
+    # statistics lag the weights so far that eval-mode predictions stayed all background for 8-9
+    # epochs. 0.1 (PyTorch's default) on every BN layer; None keeps the architecture's own.
+    bn_momentum: float | None = 0.1
+    backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the heads
+    # Validate and export an exponential moving average of the weights (garbseg.train.weight_average)
+    # with this per-step decay; None trains and scores the raw weights.
+    ema_decay: float | None = None
+    output_stride: int | None = None
+    backbone_init: str = "random"
+    init_from: str | None = None  # a garbseg checkpoint whose weights start this run (continue training)
+    train_split: str = "train"
+    val_split: str = "val"
+    bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
+    num_workers: int = 0
+    on_error: str = "raise"  # or "skip": leave out broken images/labels with a warning
+    seed: int = 0
+    max_steps_per_epoch: int | None = None  # for quick trials and tests
+    limit_val: int | None = None  # evaluate on the first N val images only
+    val_every: int = 1  # validate (and write the run folder) every N epochs, and after the last
+    device: str = "cpu"
+    # Augment whole batches on the device (garbseg.train.device_augment) instead of per image in a
+    # DataLoader: the way to keep a GPU busy. Photos are stored squashed to ``resize`` square.
+    augment_on_device: bool = False
+    # Wall-clock budget: after ``probe_epochs`` epochs the run sets ``epochs`` to what fits in the
+    # budget (never more than asked), so a shared GPU lease ends on time with a full LR schedule.
+    time_budget_s: float | None = None
+    probe_epochs: int = 3  # the first epoch (cuDNN autotuning, cold caches) is left out of the pace
+    extra: dict = field(default_factory=dict)  # free-form notes recorded in the metadata
+
+    def resolved(self) -> "TrainConfig":
+        backbone, head = parse_model_name(self.model)
+        lr = self.lr if self.lr is not None else BACKBONES[backbone].default_lr
+        out = self.out or str(Path("runs") / self.model)
+        stride = self.output_stride or default_output_stride(self.model)
+        return TrainConfig(**{**asdict(self), "lr": lr, "out": out, "output_stride": stride,
+                              "aux_loss": self.aux_loss and head != "lraspp", "scale": tuple(self.scale)})
+
+
+def training_machine(device: str) -> str:
+    """Where the run trained, for the model card: the GPU's name, or the CPU model and its threads."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU {cpu_name()}, {torch.get_num_threads()} threads"
+
+
+def continuation_record(meta: CheckpointMeta, ref) -> dict:
+    """What a continued run started from, for its metadata: the earlier run's epochs, machine, score."""
+    scored = meta.training_metrics or meta.metrics or {}
+    record = {"checkpoint": Path(str(ref)).name, "epoch": meta.epoch, "machine": meta.machine,
+              "train_seconds": meta.train_seconds, "commit": meta.commit, "val_miou": scored.get("miou")}
+    if meta.continued_from:
+        record["continued_from"] = meta.continued_from
+    return record
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at ``step`` of ``total`` (linear warm-up first)."""
+    warm = cfg.warmup_epochs * total // max(cfg.epochs, 1)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "poly":
+        return (1 - progress) ** 0.9
+    return 1.0
+
+
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+
+    loss = ce(outputs["out"])
+    if "aux" in outputs:
+        loss = loss + aux_weight * ce(outputs["aux"])
+    return loss
+
+
+def set_bn_momentum(model: torch.nn.Module, momentum: float | None) -> None:
+    if momentum is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
+
+
+def param_groups(model: torch.nn.Module, lr: float, backbone_lr_scale: float) -> list[dict]:
+    """The backbone at ``lr * backbone_lr_scale`` (a pretrained trunk needs gentler steps), the rest at ``lr``."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    return [{"params": backbone, "lr": lr * backbone_lr_scale}, {"params": rest, "lr": lr}]
+
+
+class Trainer:
+    """Owns one run: data, model, optimiser, and the run folder."""
+
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] = print, progress: bool = True):
+        self.cfg = cfg.resolved()
+        self.log = log
+        self.progress = progress
+        self.out = Path(self.cfg.out)
+        c = self.cfg
+        torch.manual_seed(c.seed)
+        if c.device.startswith("cuda"):
+            # Validation must score what float32 CPU inference scores: no TF32 shortcuts.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = True
+        # On the device, DeviceTrainSet augments whole batches; a per-image transform would go unused.
+        transform = None if c.augment_on_device else TrainTransform(
+            size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip, rotation=c.rotation, scale=c.scale,
+            translate=c.translate, color_jitter=c.color_jitter)
+        self.train_set = load_dataset(c.data, c.train_split, cache=True, cache_max_side=c.resize,
+                                      on_error=c.on_error, transform=transform)
+        self.val_set = load_dataset(c.data, c.val_split, cache=True, on_error=c.on_error)
+        if c.on_error == "skip":  # drop broken samples for good, so none is counted twice
+            self.train_set.validate()
+            self.val_set.validate()
+        if c.limit_val:
+            self.val_set.samples = self.val_set.samples[: c.limit_val]
+        self.classes = list(self.train_set.classes)
+        self.model = initialise_backbone(build_model(c.model, num_classes=len(self.classes), aux_loss=c.aux_loss,
+                                                     output_stride=c.output_stride), c.backbone_init).to(c.device)
+        self.continued_from: dict | None = None
+        if c.init_from:
+            self._load_weights(c.init_from)
+        set_bn_momentum(self.model, c.bn_momentum)
+        if c.device.startswith("cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # After the start weights are loaded and laid out: the average begins where training begins.
+        self.ema = WeightEMA(self.model, c.ema_decay) if c.ema_decay else None
+        self.device_set = None
+        if c.augment_on_device:
+            params = AugmentParams(size=c.size, hflip=c.hflip, rotation=c.rotation, scale=tuple(c.scale),
+                                   translate=c.translate, color_jitter=c.color_jitter)
+            self.device_set = DeviceTrainSet(self.train_set, params, device=c.device,
+                                             store_side=max(c.resize, math.ceil(c.size * max(c.scale))))
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, c.lr, c.backbone_lr_scale),
+                                           lr=c.lr, weight_decay=c.weight_decay)
+        self.steps_per_epoch = (len(self.train_set) // c.batch_size if c.augment_on_device
+                                else math.ceil(len(self.train_set) / c.batch_size))
+        if c.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, c.max_steps_per_epoch)
+        # The lambda reads the current length, so a time budget can shorten the schedule mid-run.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(self.cfg, s, self.steps_per_epoch * self.cfg.epochs))
+        self.bf16 = c.bf16 if c.bf16 is not None else (c.device.startswith("cuda") or cpu_supports_bf16())
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best_miou = -1.0
+        self.train_seconds = 0.0
+
+    def _load_weights(self, ref: str) -> None:
+        """Start from a garbseg checkpoint of the same model (its auxiliary head, if any, stays new)."""
+        loaded = load_checkpoint(ref)
+        if loaded.name != self.cfg.model or loaded.classes != self.classes:
+            raise ValueError(f"{ref}: a {loaded.name} checkpoint for classes {loaded.classes} cannot start a "
+                             f"{self.cfg.model} run on {self.classes}")
+        missing, unexpected = self.model.load_state_dict(loaded.model.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("aux_classifier.") for k in missing):
+            raise ValueError(f"{ref}: weights do not fit {self.cfg.model} (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        self.continued_from = continuation_record(loaded.meta, ref)
+        self.log(f"starting from the weights of {ref} (epoch {loaded.meta.epoch})")
+
+    # --- persistence --------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema else {}),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_miou": self.best_miou,
+            "train_seconds": self.train_seconds,
+            "history_json": json.dumps(self.history),
+            "config_json": json.dumps(asdict(self.cfg)),
+        }
+
+    def resume(self) -> bool:
+        """Load ``state.pt`` if present; return whether a run was resumed."""
+        path = self.out / STATE_FILE
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.cfg.device, weights_only=True)
+        saved = json.loads(state["config_json"])
+        if self.cfg.time_budget_s:  # the budget fixed the schedule's length once; keep it
+            self.cfg.epochs = int(saved["epochs"])
+        for key in ("model", "output_stride", "aux_loss", "size"):
+            if saved[key] != getattr(self.cfg, key):
+                raise ValueError(f"{path}: the run used {key}={saved[key]!r}, not {getattr(self.cfg, key)!r}; "
+                                 "use another --out folder or the same settings")
+        self.model.load_state_dict(state["model"])
+        if self.ema:
+            if "ema" not in state:
+                raise ValueError(f"{path}: the run kept no weight average; resume it without ema_decay")
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.best_miou = float(state["best_miou"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history = json.loads(state["history_json"])
+        self.log(f"resumed {self.out} after epoch {self.epoch} (best val mIoU {self.best_miou:.4f})")
+        return True
+
+    def metadata(self, metrics: dict) -> CheckpointMeta:
+        c = self.cfg
+        return make_metadata(
+            self.model, classes=self.classes, input_size=c.size,
+            model_kwargs={"output_stride": c.output_stride},
+            trained=True,
+            epoch=self.epoch,
+            recipe={k: v for k, v in asdict(c).items() if k not in ("data", "out")} | {"bf16": self.bf16},
+            data={"name": self.train_set.name, "layout": self.train_set.layout,
+                  "train_images": len(self.train_set), "val_images": len(self.val_set),
+                  "val_split": c.val_split},
+            metrics={k: metrics[k] for k in ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy",
+                                             "num_images") if k in metrics},
+            train_seconds=round(self.train_seconds, 1),
+            device=c.device,
+            machine=training_machine(c.device),
+            **({"continued_from": self.continued_from} if self.continued_from else {}),
+        )
+
+    def _save_epoch(self, metrics: dict, is_best: bool) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta = self.metadata(metrics)
+        save_checkpoint(self.out / "last.safetensors", self.scored_model, meta)
+        if is_best:
+            save_checkpoint(self.out / "best.safetensors", self.scored_model, meta)
+        history = json.dumps(self.history, indent=2)
+        atomic_write(self.out / "history.json", lambda tmp: tmp.write_text(history))
+        # state.pt last: if we die before it, the epoch is simply redone on resume.
+        atomic_write(self.out / STATE_FILE, lambda tmp: torch.save(self._state(), tmp))
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def _batches(self, gen: torch.Generator):
+        c = self.cfg
+        if self.device_set is not None:
+            return self.device_set.batches(c.batch_size, gen)
+        return DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, drop_last=True,
+                          num_workers=c.num_workers, generator=gen, persistent_workers=False)
+
+    def train_epoch(self) -> float:
+        c = self.cfg
+        self.model.train()
+        gen = torch.Generator().manual_seed(c.seed * 1000 + self.epoch)
+        torch.manual_seed(c.seed * 1000 + self.epoch)  # augmentations draw from the global RNG
+        loader = self._batches(gen)
+        channels_last = c.device.startswith("cuda")
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        # The loss sum stays on the device: reading it every step would stall a GPU's queue.
+        total_loss, seen, t0 = torch.zeros((), device=c.device), 0, time.perf_counter()
+        for step, (images, masks) in enumerate(loader):
+            if step >= self.steps_per_epoch:
+                break
+            images, masks = images.to(c.device), masks.to(c.device)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+                outputs = self.model(images)
+            loss = segmentation_loss(outputs, masks, c.aux_weight, c.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema:
+                self.ema.update(self.model)
+            total_loss += loss.detach() * len(images)
+            seen += len(images)
+            if self.progress:
+                rate = seen / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}",
+                                lr=f"{self.scheduler.get_last_lr()[-1]:.1e}")
+            bar.update(1)
+        bar.close()
+        return total_loss.item() / max(seen, 1)
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the moving average where the recipe keeps one."""
+        return self.ema.model if self.ema else self.model
+
+    def validate(self) -> dict:
+        loaded = LoadedModel(self.scored_model.eval(), self.metadata({}), None)
+        # Float32, as `garbseg eval` and the app run it: bf16 validation moved mIoU by ~0.02 on the
+        # 60-image val split, so the best epoch and recorded metrics must come from float32.
+        return evaluate(Predictor(loaded, runtime="torch"), self.val_set, batch_size=8, progress=False)
+
+    def _fit_budget(self, elapsed: float, per_epoch: float) -> None:
+        """After the probe epochs: as many epochs as the time budget holds at ``per_epoch`` seconds."""
+        c = self.cfg
+        fits = self.epoch + int((c.time_budget_s - elapsed) / per_epoch)
+        epochs = max(self.epoch, min(c.epochs, fits))
+        if epochs != c.epochs:
+            self.log(f"time budget {c.time_budget_s:.0f}s at {per_epoch:.2f}s/epoch: {epochs} epochs, not {c.epochs}")
+            self.cfg.epochs = epochs
+
+    def fit(self) -> dict:
+        """Train the remaining epochs; return the last epoch's history entry.
+
+        ``c.epochs`` may shrink while this runs (time budget), so the loop reads it afresh.
+        """
+        c = self.cfg
+        self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
+                 f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
+        started = time.perf_counter() - self.train_seconds
+        epoch_times: list[float] = []
+        while self.epoch < c.epochs:
+            t0 = time.perf_counter()
+            loss = self.train_epoch()
+            epoch_seconds = time.perf_counter() - t0
+            epoch_times.append(epoch_seconds)
+            self.epoch += 1
+            probe = bool(c.time_budget_s) and self.epoch == c.probe_epochs
+            # Past 1.2x the budget (a slower pace than the probe saw) the run ends here, validated.
+            if c.time_budget_s and time.perf_counter() - started > 1.2 * c.time_budget_s:
+                self.log(f"time budget exceeded: stopping after epoch {self.epoch} of {c.epochs}")
+                c.epochs = self.epoch
+            entry = {"epoch": self.epoch, "loss": round(loss, 5), "epoch_seconds": round(epoch_seconds, 2)}
+            validate = probe or self.epoch % max(c.val_every, 1) == 0 or self.epoch >= c.epochs
+            if validate:
+                t_val = time.perf_counter()
+                metrics = self.validate()
+                if probe:
+                    self._fit_budget(time.perf_counter() - started,
+                                     _pace(epoch_times, time.perf_counter() - t_val, c.val_every))
+                is_best = metrics["miou"] > self.best_miou
+                self.best_miou = max(self.best_miou, metrics["miou"])
+                entry |= {"val_miou": round(metrics["miou"], 5),
+                          "val_pixel_accuracy": round(metrics["pixel_accuracy"], 5), "best": is_best}
+            self.train_seconds = time.perf_counter() - started
+            self.history.append(entry)
+            if validate:
+                self._save_epoch(metrics, is_best)
+                self.log(f"epoch {self.epoch}/{c.epochs}: loss {loss:.4f}  val mIoU {metrics['miou']:.4f}"
+                         f"{'  (best)' if is_best else ''}  {epoch_seconds:.1f}s")
+        return self.history[-1] if self.history else {}
+
+
+def _pace(epoch_times: list[float], val_seconds: float, val_every: int) -> float:
+    """Seconds per epoch to plan with: the median epoch after the first (cuDNN autotuning, cold
+    caches) plus one validation amortised over ``val_every`` epochs."""
+    steady = sorted(epoch_times[1:] or epoch_times)
+    return steady[len(steady) // 2] + val_seconds / max(val_every, 1)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, **kwargs) -> Trainer:
+    trainer = Trainer(cfg, **kwargs)
+    if resume:
+        trainer.resume()
+    elif (trainer.out / STATE_FILE).exists():
+        raise FileExistsError(f"{trainer.out} already holds a run; pass --resume to continue it "
+                              "or choose another --out")
+    trainer.fit()
+    return trainer
