@@ -4,7 +4,7 @@ which data is configured, where to go) and the navigation to the pages in pages/
 import streamlit as st
 
 from garbseg.app import ui
-from garbseg.models.zoo import UNTRAINED, zoo
+from garbseg.models.zoo import UNTRAINED, recorded_miou, zoo
 
 
 def home() -> None:
@@ -36,7 +36,7 @@ def home() -> None:
     st.dataframe(
         [{"model": e.name, "backbone": e.backbone, "head": e.head,
           "weights": e.checkpoint.name if e.trained else UNTRAINED,
-          "recorded mIoU": ui.recorded_miou(e.name, e.checkpoint)}
+          "recorded mIoU": recorded_miou(e.checkpoint)}
          for e in entries],
         hide_index=True,
     )

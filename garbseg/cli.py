@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from dataclasses import fields
@@ -86,17 +87,32 @@ def cmd_eval(args) -> None:
     metrics["runtime"] = args.runtime
     metrics["resolved_runtime"] = predictor.resolved_runtime
     metrics["checkpoint"] = str(predictor.loaded.path)
+    metrics["size"] = predictor.size
     metrics.pop("image_confusions")
+    if args.per_image:
+        _write_per_image(metrics["per_image"], Path(args.per_image))
     if args.json:
         _print_json(metrics)
         return
-    print(f"{metrics['model']} on {metrics['dataset']} ({metrics['num_images']} images, "
+    low, high = metrics["miou_ci95"] or (float("nan"), float("nan"))
+    print(f"{metrics['model']} on {metrics['dataset']} ({metrics['num_images']} images at {metrics['size']} px, "
           f"runtime {metrics['resolved_runtime']})")
-    print(f"mIoU {metrics['miou']:.4f}  pixel accuracy {metrics['pixel_accuracy']:.4f}  "
+    print(f"mIoU {metrics['miou']:.4f} (95% CI {low:.4f}-{high:.4f}, bootstrap over images)  "
+          f"pixel accuracy {metrics['pixel_accuracy']:.4f}  "
           f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}")
     rows = [{"class": c, "iou": metrics["per_class_iou"][c], "precision": metrics["per_class_precision"][c],
              "recall": metrics["per_class_recall"][c]} for c in metrics["per_class_iou"]]
     print(_table(rows, ["class", "iou", "precision", "recall"]))
+
+
+def _write_per_image(entries: list[dict], path: Path) -> None:
+    """One CSV row per photo: image, miou, pixel_accuracy, truth_classes (joined by '|')."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "miou", "pixel_accuracy", "truth_classes"])
+        writer.writeheader()
+        for entry in entries:
+            writer.writerow({**entry, "truth_classes": "|".join(entry["truth_classes"])})
 
 
 def cmd_predict(args) -> None:
@@ -271,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out unreadable images or labels with a warning instead of stopping")
     p.add_argument("--runtime", default="torch", help=runtime_help + " (default torch: the reference scores "
                    "recorded in checkpoints; other runtimes show their own accuracy)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--per-image", dest="per_image", metavar="FILE.csv",
+                   help="also write one row per photo (image, miou, pixel_accuracy, truth_classes) to this CSV")
+    p.add_argument("--json", action="store_true", help="print one JSON object (with miou_ci95: a 95%% bootstrap "
+                   "interval over images, and per_image: one entry per photo)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="segment images, writing masks and overlays",

@@ -147,3 +147,47 @@ def compute_metrics(matrix: np.ndarray, class_names: Sequence[str] | None = None
         "num_pixels": int(total),
         "confusion_matrix": matrix.tolist(),
     }
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+def ious_of_stack(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class IoU of each matrix in a ``B x C x C`` stack, and where it is defined (``B x C``)."""
+    matrices = np.asarray(matrices, dtype=np.float64)
+    tp = np.diagonal(matrices, axis1=1, axis2=2)
+    union = matrices.sum(axis=2) + matrices.sum(axis=1) - tp
+    defined = union > 0
+    return np.divide(tp, union, out=np.zeros_like(tp), where=defined), defined
+
+
+def miou_of_stack(matrices: np.ndarray) -> np.ndarray:
+    """mIoU of each matrix in a ``B x C x C`` stack (NaN where no class is defined), as ``compute_metrics``."""
+    iou, defined = ious_of_stack(matrices)
+    counts = defined.sum(axis=1)
+    return np.divide((iou * defined).sum(axis=1), counts, out=np.full(len(iou), np.nan), where=counts > 0)
+
+
+def bootstrap_miou_ci(image_matrices, *, resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the data set's mIoU, resampling images with replacement.
+
+    Each resample draws as many images as there are, sums their confusion matrices and takes the
+    mIoU of the sum (the same statistic as the point estimate, never a mean of per-image scores).
+    Seeded, so the same matrices always give the same interval. None for fewer than 2 images.
+    """
+    stack = np.asarray(image_matrices, dtype=np.int64)
+    n = len(stack)
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    flat = stack.reshape(n, -1).astype(np.float64)
+    mious = np.empty(resamples)
+    for start in range(0, resamples, 250):  # in chunks: a (chunk x n) weight matrix, not (resamples x n)
+        stop = min(resamples, start + 250)
+        picks = rng.integers(0, n, size=(stop - start, n))
+        weights = np.zeros((stop - start, n))
+        np.add.at(weights, (np.arange(stop - start)[:, None], picks), 1.0)
+        mious[start:stop] = miou_of_stack((weights @ flat).reshape(-1, *stack.shape[1:]))
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.nanpercentile(mious, [tail, 100 - tail])
+    return float(low), float(high)

@@ -30,37 +30,54 @@ models = [primary, *others]
 input_size = None if size_choice == "model default" else int(size_choice)
 classes = ui.classes_for_untrained(settings)
 
-if not files:
-    st.info("Upload one or more photos (jpg, png, webp, bmp) to segment them.")
+example_names = ui.example_names(settings.data_dir)
+with st.expander(f"Labelled examples ({len(example_names)} photos of the configured data set, no upload needed)",
+                 expanded=not files):
+    chosen_examples = st.multiselect("Example photos", example_names, key="segment_examples",
+                                     help="Photos with known labels: each model's mIoU on the photo is shown.")
+    show_truth = st.toggle("Show the labels (truth) beside the predictions", value=True, key="segment_truth")
 
+if not files and not chosen_examples:
+    st.info("Upload one or more photos (jpg, png, webp, bmp), or pick labelled examples above.")
+
+items = []  # (photo, its labels or None)
 for file in files or []:
     try:
-        photo = decode_photo(file.name, file.getvalue())
+        items.append((decode_photo(file.name, file.getvalue()), None))
     except UploadError as exc:
         ui.show_error(str(exc))
-        continue
-    st.subheader(file.name)
+for name in chosen_examples:
+    labelled = ui.example(settings.data_dir, name)
+    items.append((labelled.photo, labelled))
+
+for photo, labelled in items:
+    st.subheader(photo.name)
     if photo.resized:
         st.caption(f"{photo.original_size[0]}x{photo.original_size[1]} px, segmented at "
                    f"{photo.image.width}x{photo.image.height} px")
-    columns = st.columns(len(models) + 1)
+    truth_shown = labelled is not None and show_truth
+    columns = st.columns(len(models) + 1 + truth_shown)
     columns[0].image(photo.image, caption="photo", width="stretch")
-    for column, name in zip(columns[1:], models):
+    if truth_shown:
+        columns[1].image(labelled.truth_picture(alpha=alpha, style=style), caption="labels (truth)", width="stretch")
+    for column, name in zip(columns[1 + truth_shown:], models):
         with column:
             try:
                 result = ui.segment(photo, name, classes, settings, input_size)
             except Exception as exc:  # a model that fails must not take the page down
-                ui.show_error(f"{name} failed on {file.name}", exc)
+                ui.show_error(f"{name} failed on {photo.name}", exc)
                 continue
             picture = result.render(photo.image, alpha=alpha, style=style)
             status = "" if result.trained else f" - {UNTRAINED}"
             st.image(picture, caption=f"{name}{status}", width="stretch")
-            st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms on `{result.runtime}`)")
+            score = labelled.score(result) if labelled is not None else None
+            st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms on `{result.runtime}`)"
+                        + (f"  \nmIoU on this photo: **{score:.3f}**" if score is not None else ""))
             st.html(legend_html(result.legend()))
             mask_png, overlay_png = io.BytesIO(), io.BytesIO()
             mask_to_png(result.mask, len(result.classes)).save(mask_png, format="PNG")
             picture.save(overlay_png, format="PNG")
-            stem = file.name.rsplit(".", 1)[0]
+            stem = photo.name.rsplit(".", 1)[0]
             st.download_button("Mask PNG", mask_png.getvalue(), f"{stem}_{name}_mask.png", "image/png",
                                key=f"mask-{photo.digest}-{name}", width="stretch", on_click="ignore")
             st.download_button(f"{style.capitalize()} PNG", overlay_png.getvalue(), f"{stem}_{name}_{style}.png",

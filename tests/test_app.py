@@ -231,7 +231,9 @@ def test_stream_unreadable_video_shows_an_error():
 
 
 def run_benchmark(at: AppTest, *, source: str = "configured folder", archive: bytes | None = None) -> AppTest:
+    """A quick run: one model on eager torch, a 2-photo stratified sample (grown to one photo per class)."""
     at.multiselect(key="bench_models").set_value([FAST])
+    at.multiselect(key="bench_runtimes").set_value(["torch"])
     at.number_input(key="bench_runs").set_value(3)
     at.number_input(key="bench_warmup").set_value(1)
     at.number_input(key="bench_max_images").set_value(2)
@@ -249,9 +251,12 @@ def test_benchmark_on_real_images_gives_table_scatter_and_persisted_results(tmp_
     run_benchmark(at)
     assert_clean(at)
     assert not errors(at)
-    assert "2 images of garbage-seg/val" in at.success[0].value
+    # Asked for 2 photos, the stratified sample holds one photo of each of the 6 classes.
+    assert "6 photos of garbage-seg/val" in at.success[0].value
+    assert any("rests on 6 photos" in c.value and "biological, cardboard, glass, metal, paper, plastic" in c.value
+               for c in at.caption)
     table = at.dataframe[0].value
-    assert list(table["model"]) == [FAST] and table.loc[0, "size"] == 224 and table.loc[0, "num_images"] == 2
+    assert list(table["model"]) == [FAST] and table.loc[0, "size"] == 224 and table.loc[0, "num_images"] == 6
     titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
     assert titles[:2] == ["Speed vs accuracy", "IoU per class"] and "Latency of each timed run (batch 1)" in titles
     scatter = plotly_specs(at)[0]
@@ -265,12 +270,73 @@ def test_benchmark_on_real_images_gives_table_scatter_and_persisted_results(tmp_
     assert len(plotly_specs(restarted)) >= 3
 
 
+def small_garbage_set(folder: Path, count: int = 4) -> Path:
+    """``count`` labelled photos of the embedded sample (one per class first), as their own data set."""
+    import shutil
+
+    from garbseg.core.paths import embedded_data_dir
+    from garbseg.data import load_dataset, stratified_sample
+
+    source = embedded_data_dir()
+    dataset = load_dataset(source, "val")
+    for sub in ("images", "labels"):
+        (folder / "val" / sub).mkdir(parents=True)
+    for i in stratified_sample(dataset, count)[:count]:
+        image = dataset.image_paths[i]
+        shutil.copy(image, folder / "val" / "images" / image.name)
+        shutil.copy(source / "val" / "labels" / f"{image.stem}.txt", folder / "val" / "labels")
+    (folder / "data.yaml").write_text((source / "data.yaml").read_text())
+    return folder
+
+
+def test_benchmark_defaults_score_the_whole_split_as_eval_does(with_weights, tiny_checkpoints, tmp_path,
+                                                               monkeypatch):
+    """Defaults only: trained models, each at its own size, torch and auto, the whole split."""
+    from garbseg.data import load_dataset
+    from garbseg.inference import Predictor, evaluate
+    from garbseg.models import load_checkpoint
+
+    data = small_garbage_set(tmp_path / "set", 4)
+    monkeypatch.setenv("GARBSEG_DATA", str(data))
+    at = open_app("pages/3_Benchmark.py")
+    assert at.multiselect(key="bench_runtimes").value == ["torch", "auto"]
+    at.number_input(key="bench_runs").set_value(3)  # only timing is shortened
+    at.button[0].click()
+    at.run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    rows = at.dataframe[0].value
+    assert list(rows["runtime"]) == ["torch", "auto"] and set(rows["num_images"]) == {4}
+    assert set(rows["size"]) == {224}  # the checkpoint's own input size
+    loaded = load_checkpoint(tiny_checkpoints / f"{FAST}.safetensors")
+    reference = evaluate(Predictor(loaded, 224), load_dataset(data, "val"), progress=False)["miou"]
+    assert all(abs(m - reference) <= 0.01 for m in rows["miou"]), (list(rows["miou"]), reference)
+    scatter = plotly_specs(at)[0]
+    assert any("paper" in trace["name"] for trace in scatter["data"])
+    assert "error_y" in scatter["data"][0]
+
+
+def test_without_shared_data_the_embedded_sample_is_used(monkeypatch, tmp_path):
+    from garbseg.core import paths
+
+    monkeypatch.delenv("GARBSEG_DATA", raising=False)
+    monkeypatch.setattr(paths, "shared_data_dir", lambda: tmp_path / "no-shared")
+    home = open_app()
+    assert_clean(home)
+    text = " ".join(m.value for m in home.markdown)
+    assert "garbage-seg" in text and "val: 60" in text and "sample_data" in text
+    bench = run_benchmark(open_app("pages/3_Benchmark.py"))
+    assert_clean(bench)
+    assert "photos of garbage-seg/val" in bench.success[0].value
+    assert bench.dataframe[0].value.loc[0, "miou"] >= 0
+
+
 def test_benchmark_on_an_uploaded_zip(tmp_path):
     data = make_yolo_set(tmp_path / "set", n_train=1, n_val=3, size=48)
     at = run_benchmark(open_app("pages/3_Benchmark.py"), source="uploaded zip", archive=zip_folder(data, "export/"))
     assert_clean(at)
     assert not errors(at), errors(at)
-    assert "2 images of export/val" in at.success[0].value
+    assert "2 photos of export/val" in at.success[0].value
     heatmap = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"] == "IoU per class")
     assert heatmap["data"][0]["x"] == ["background", "red", "blue"]  # the zip's classes, not the default 7
 

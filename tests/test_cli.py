@@ -54,6 +54,19 @@ def test_eval_json_reports_the_metrics(tiny_run, tiny_data):
     assert metrics["miou"] == pytest.approx(best, abs=0.02)  # training validates under the same protocol
 
 
+def test_eval_reports_a_bootstrap_interval_and_one_score_per_photo(tiny_run, tiny_data, tmp_path):
+    csv_path = tmp_path / "scores.csv"
+    metrics = json.loads(run_cli("eval", "--checkpoint", tiny_run, "--data", tiny_data, "--json",
+                                 "--per-image", csv_path).stdout)
+    low, high = metrics["miou_ci95"]
+    assert low <= metrics["miou"] <= high and metrics["size"] == 64
+    names = sorted(p.name for p in (tiny_data / "val" / "images").iterdir())
+    assert sorted(e["image"] for e in metrics["per_image"]) == names
+    assert all(0.0 <= e["miou"] <= 1.0 and set(e["truth_classes"]) <= {"red", "blue"} for e in metrics["per_image"])
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "image,miou,pixel_accuracy,truth_classes" and len(lines) == 1 + len(names)
+
+
 def test_predict_writes_mask_and_overlay_on_auto_and_calibrates_only_when_asked(tiny_run, tiny_data, tmp_path):
     # The tiny set is the default data here, so its val labels fit the model and int8 could be checked.
     cache = tmp_path / "cache"
@@ -97,6 +110,15 @@ def test_bench_json_rows(tiny_data, tmp_path):
     assert row["latency_p95_ms"] >= row["latency_p50_ms"] > 0
     assert row["fps"] == pytest.approx(1000 / row["latency_p50_ms"])
     assert row["params"] > 1e6 and row["gflops"] > 0
+
+
+def test_bench_without_size_measures_each_checkpoint_at_its_own_size(tiny_run, tiny_data, tmp_path):
+    env = {**os.environ, "GARBSEG_CACHE": str(tmp_path / "cache")}
+    rows = json.loads(run_cli("bench", "--checkpoint", tiny_run, "--runs", "3", "--warmup", "1", "--threads", "1",
+                              "--data", tiny_data, "--json", env=env).stdout)
+    assert [r["size"] for r in rows] == [64]  # the tiny run trained at 64 px
+    low, high = rows[0]["miou_ci95"]
+    assert low <= rows[0]["miou"] <= high and len(rows[0]["per_image"]) == rows[0]["num_images"] == 4
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path):

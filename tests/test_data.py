@@ -490,3 +490,31 @@ def test_load_image_accepts_decoded_pil_images():
     rgba.convert("RGB").save(buf, "JPEG", exif=exif)
     opened = Image.open(io.BytesIO(buf.getvalue()))
     assert load_image(opened).size == (20, 30)
+
+
+def test_stratified_sample_shows_every_class_and_is_seeded():
+    from garbseg.core.paths import embedded_data_dir
+    from garbseg.data import classes_per_image, stratified_sample
+
+    ds = load_dataset(embedded_data_dir(), "val")
+    present = classes_per_image(ds)
+    every = set().union(*present)
+    assert every == {1, 2, 3, 4, 5, 6}  # the embedded sample holds all six garbage classes
+    for count in (2, 10, 25):
+        picked = stratified_sample(ds, count, seed=1)
+        assert set().union(*(present[i] for i in picked)) == every
+        assert len(picked) == max(count, 6) and picked == sorted(set(picked))
+        assert stratified_sample(ds, count, seed=1) == picked
+    # the first ten photos of the (name-sorted) split are all one class: what a naive limit would use
+    assert set().union(*present[:10]) == {1}
+
+
+def test_default_data_falls_back_to_the_embedded_sample(monkeypatch, tmp_path):
+    from garbseg.core import paths
+
+    monkeypatch.delenv("GARBSEG_DATA", raising=False)
+    monkeypatch.setattr(paths, "shared_data_dir", lambda: tmp_path / "no-shared")
+    assert paths.default_data_dir() == paths.embedded_data_dir()
+    assert len(load_dataset(paths.default_data_dir(), "val")) == 60
+    monkeypatch.setenv("GARBSEG_DATA", str(tmp_path))
+    assert paths.default_data_dir() == tmp_path

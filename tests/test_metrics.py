@@ -112,3 +112,20 @@ def test_empty_matrix_has_no_scores():
     m = compute_metrics(np.zeros((3, 3), dtype=np.int64))
     assert m["miou"] is None and m["pixel_accuracy"] is None and m["num_pixels"] == 0
     assert list(m["per_class_iou"]) == ["class_0", "class_1", "class_2"]
+
+
+def test_bootstrap_interval_brackets_the_estimate_is_seeded_and_narrows_with_more_images():
+    from garbseg.metrics import bootstrap_miou_ci, miou_of_stack
+
+    rng = np.random.default_rng(3)
+    few = rng.integers(0, 50, (12, 3, 3)) + np.eye(3, dtype=np.int64) * 100
+    many = np.concatenate([few] * 20)
+    low, high = bootstrap_miou_ci(few)
+    estimate = compute_metrics(few.sum(axis=0))["miou"]
+    assert low <= estimate <= high
+    assert bootstrap_miou_ci(few) == (low, high)  # seeded: the same matrices, the same interval
+    low_many, high_many = bootstrap_miou_ci(many)
+    assert high_many - low_many < (high - low) / 2
+    assert bootstrap_miou_ci(few[:1]) is None  # one photo says nothing about spread
+    # the per-matrix mIoU of a stack equals compute_metrics on each
+    assert miou_of_stack(few) == pytest.approx([compute_metrics(m)["miou"] for m in few])

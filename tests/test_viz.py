@@ -154,12 +154,26 @@ def test_speed_accuracy_figure_has_measured_untrained_front_and_reference_series
     fig = speed_accuracy_figure(rows, speed="fps", reference=reference)
     traces = {t.name: t for t in fig.data}
     assert set(traces) == {"measured here", f"measured here - {UNTRAINED}", PARETO_SERIES, PAPER_SERIES}
-    assert list(traces["measured here"].text) == ["fast", "slow", "bad"]  # the row without mIoU is left out
+    # the row without mIoU is left out; every label carries its input size
+    assert list(traces["measured here"].text) == ["fast 224px", "slow 224px", "bad 224px"]
     # Front over measured trained points only (the paper point must not hide measured ones, the untrained
     # "random" at 60 FPS is no trade-off); "bad" is dominated.
     assert list(traces[PARETO_SERIES].x) == [5, 40]
     assert "A100" in traces[PAPER_SERIES].hovertext[0]
     assert fig.layout.xaxis.type == "log"  # 4 .. 300 FPS spans far more than one decade
+
+
+def test_speed_accuracy_figure_draws_intervals_and_notes_overlaps_on_the_front():
+    fast = {**make_row("fast", 40, 0.50), "miou_ci95": [0.42, 0.58]}
+    slow = {**make_row("slow", 5, 0.60), "miou_ci95": [0.55, 0.66]}  # overlaps fast's interval
+    fig = speed_accuracy_figure([fast, slow], speed="fps")
+    measured = next(t for t in fig.data if t.name == "measured here")
+    assert list(measured.error_y.array) == pytest.approx([0.08, 0.06])
+    assert list(measured.error_y.arrayminus) == pytest.approx([0.08, 0.05])
+    note = " ".join(a.text for a in fig.layout.annotations)
+    assert "fast" in note and "slow" in note and "overlap" in note
+    apart = {**slow, "miou_ci95": [0.59, 0.66]}
+    assert not speed_accuracy_figure([fast, apart], speed="fps").layout.annotations
 
 
 @pytest.mark.parametrize("speed", ["fps", "latency"])
@@ -172,7 +186,7 @@ def test_pareto_front_leaves_untrained_models_out(speed):
     on_front = {r["model"] for r in rows if r[key] in list(front.x)}
     assert on_front == {"trained-a", "trained-b"}  # without the filter "random" (200 FPS) would be on it
     untrained = next(t for t in fig.data if t.name == f"measured here - {UNTRAINED}")
-    assert list(untrained.text) == ["random", "random-good"]  # still drawn, just not on the front
+    assert list(untrained.text) == ["random 224px", "random-good 224px"]  # still drawn, just not on the front
     only_untrained = speed_accuracy_figure([make_row("r1", 200, 0.01, trained=False),
                                             make_row("r2", 100, 0.02, trained=False)], speed=speed)
     assert PARETO_SERIES not in {t.name for t in only_untrained.data}
@@ -209,10 +223,13 @@ def test_confusion_matrix_figure_normalises_rows_and_keeps_counts():
     assert heat.text[2][2] == "75%"
 
 
-def test_latency_distribution_one_trace_per_row_with_samples():
-    rows = [make_row("a", 10, 0.5), {**make_row("b", 20, 0.4), "latency_samples_ms": []}]
+def test_latency_distribution_shows_every_measured_row():
+    rows = [make_row("a", 10, 0.5), {**make_row("b", 20, 0.4), "latency_samples_ms": []},
+            {**make_row("c", 20, 0.4), "latency_samples_ms": [], "latency_p50_ms": None, "latency_p95_ms": None}]
     box = latency_distribution_figure(rows)
-    assert [t.type for t in box.data] == ["box"] and list(box.data[0].y) == rows[0]["latency_samples_ms"]
+    assert [t.type for t in box.data] == ["box", "box"] and list(box.data[0].y) == rows[0]["latency_samples_ms"]
+    # a row kept without its samples still shows its median and p95; one with no timing at all cannot
+    assert list(box.data[1].y) == [rows[1]["latency_p50_ms"], rows[1]["latency_p95_ms"]]
     assert latency_distribution_figure(rows, kind="violin").data[0].type == "violin"
 
 

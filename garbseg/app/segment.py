@@ -11,7 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..data import SegmentationDataset
+from ..inference import image_miou
 from ..present.overlays import legend_rows, overlay
+from .uploads import Photo, digest
 
 
 @dataclass
@@ -36,3 +39,33 @@ def segment_image(predictor, image: Image.Image, *, model: str, trained: bool) -
     timing = predictor.last_timing  # its own stages only: not the wait for another session's call
     return Segmentation(model, trained, list(predictor.classes), mask, timing.total_ms, timing.model_ms,
                         predictor.resolved_runtime)
+
+
+@dataclass
+class LabelledPhoto:
+    """A photo of a labelled set, offered as an example: no upload needed, and its truth is known."""
+
+    photo: Photo
+    truth: np.ndarray  # H x W class ids at the photo's size (255: ignore)
+    classes: list[str]
+
+    def truth_picture(self, *, alpha: float = 0.5, style: str = "overlay") -> Image.Image:
+        return overlay(self.photo.image, self.truth, len(self.classes), alpha=alpha, style=style)
+
+    def score(self, segmentation: Segmentation) -> float | None:
+        """The model's mIoU on this photo (None when its classes are not the labels')."""
+        if segmentation.classes != self.classes or segmentation.mask.shape != self.truth.shape:
+            return None
+        return image_miou(segmentation.mask, self.truth, len(self.classes))
+
+
+def labelled_photo(dataset: SegmentationDataset, name: str) -> LabelledPhoto:
+    """The example ``name`` (a file name of ``dataset``) with its labels."""
+    names = [path.name for path in dataset.image_paths]
+    if name not in names:
+        raise KeyError(f"{name} is not a photo of {dataset.name}")
+    image, truth = dataset.load_raw(names.index(name))
+    # The content hash keys cached predictions, as for uploads; the labels' path makes it unique per set.
+    key = digest(image.tobytes() + str(dataset.image_paths[names.index(name)]).encode())
+    return LabelledPhoto(Photo(name, image, image.size, key), truth, list(dataset.classes))
+

@@ -23,13 +23,13 @@ from PIL import Image
 from ..bench.results import load_results, results_path, save_results
 from ..core.machine import default_threads
 from ..core.paths import default_data_dir
-from ..data import available_splits, load_dataset
+from ..data import available_splits, load_dataset, preferred_split
 from ..inference import Predictor, SharedPredictor
 from ..inference.runtimes import RUNTIMES
 from ..models import shipped_checkpoint
 from ..models.model_card import model_card as build_model_card
 from ..models.zoo import BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, default_model, model_label, open_model
-from .segment import Segmentation, segment_image
+from .segment import LabelledPhoto, Segmentation, labelled_photo, segment_image
 from .uploads import digest, extract_dataset_zip
 
 _PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir",
@@ -126,6 +126,25 @@ def dataset_summary(path: str) -> dict:
         return {"error": str(exc)}
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _example_set(path: str):
+    return load_dataset(path, preferred_split(path))
+
+
+def example_names(path: str) -> list[str]:
+    """Photos of the labelled folder's evaluation split, offered as examples; [] when it cannot be read."""
+    try:
+        return [p.name for p in _example_set(path).image_paths]
+    except Exception:  # no usable data folder: the page simply offers no examples
+        return []
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def example(path: str, name: str) -> LabelledPhoto:
+    """One example photo with its labels, decoded once per process."""
+    return labelled_photo(_example_set(path), name)
+
+
 def classes_for_untrained(settings: Settings) -> list[str]:
     """Classes given to models without weights: the configured data set's, else the default 7."""
     summary = dataset_summary(settings.data_dir)
@@ -218,16 +237,6 @@ def model_card(name: str, checkpoint: Path | None) -> dict:
     """A model's card from its checkpoint metadata (re-read when the file changes)."""
     mtime = checkpoint.stat().st_mtime if checkpoint else None
     return _model_card(name, str(checkpoint) if checkpoint else None, mtime)
-
-
-def recorded_miou(name: str, checkpoint: Path | None) -> float | None:
-    """The validation mIoU a checkpoint recorded; None when untrained, not recorded or unreadable."""
-    if checkpoint is None:
-        return None
-    try:
-        return model_card(name, checkpoint).get("metrics", {}).get("mIoU")
-    except Exception:  # a damaged file is reported on the Models page, not here
-        return None
 
 
 # ----------------------------------------------------------------------------- benchmark results

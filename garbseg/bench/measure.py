@@ -29,12 +29,14 @@ from ..models import LoadedModel, count_parameters
 RESULT_COLUMNS = [
     "model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
     "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms",
-    "miou", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
+    "miou", "miou_ci95", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
     "dataset", "cpu", "checkpoint", "parity_agreement", "parity_passed", "int8_miou_delta", "runtime_details",
 ]
 # Accuracy columns a row takes from ``garbseg.inference.evaluate``.
-ACCURACY_COLUMNS = ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images", "dataset",
-                    "confusion_matrix")
+ACCURACY_COLUMNS = ("miou", "miou_ci95", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
+                    "dataset", "confusion_matrix", "per_image")
+# Lists with one entry per timed run, matrix row or photo: in JSON results, not in one CSV line.
+PER_ROW_LISTS = ("latency_samples_ms", "confusion_matrix", "per_image")
 ProgressFn = Callable[[int, int], None]
 
 
@@ -154,15 +156,15 @@ def rows_to_frame(rows: list[dict]):
 
 
 def write_results(rows: list[dict], path: str | Path) -> Path:
-    """Write rows as ``.json`` (everything) or ``.csv`` (scalar columns; nested ones as JSON text)."""
+    """Write rows as ``.json`` (everything) or ``.csv`` (one line per row: the bulky per-run and
+    per-image lists left out, other nested values as JSON text)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         path.write_text(json.dumps(rows, indent=2))
     else:
-        frame = rows_to_frame(rows).drop(columns=["latency_samples_ms", "confusion_matrix"], errors="ignore")
-        for col in ("per_class_iou", "runtime_details"):
-            if col in frame:
-                frame[col] = frame[col].map(lambda v: json.dumps(v) if isinstance(v, dict) else v)
+        frame = rows_to_frame(rows).drop(columns=list(PER_ROW_LISTS), errors="ignore")
+        for col in frame.columns:
+            frame[col] = frame[col].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
         frame.to_csv(path, index=False)
     return path

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..data import SegmentationDataset, available_splits, load_dataset, preferred_split
+from ..data import SegmentationDataset, available_splits, load_dataset, preferred_split, stratified_sample, subset
 from ..models import LoadedModel
 from .measure import bench_runtimes
 
@@ -26,14 +26,26 @@ class SuiteResult:
     problems: list[str] = field(default_factory=list)
 
 
-def open_eval_set(path: str | Path, split: str | None = None, max_images: int | None = None) -> SegmentationDataset:
-    """A labelled set for evaluation: ``split`` (default: val-like) of ``path``, first ``max_images`` only."""
+def open_eval_set(path: str | Path, split: str | None = None, max_images: int | None = None, *,
+                  seed: int = 0) -> SegmentationDataset:
+    """A labelled set for evaluation: ``split`` (default: val-like) of ``path``; the whole split, or with
+    ``max_images`` a class-stratified sample of about that many photos (every class of the split in it)."""
     if not available_splits(path):
         split = None  # a single split folder or file: nothing to choose
     dataset = load_dataset(path, split or preferred_split(path))
     if max_images is not None and max_images < len(dataset):
-        dataset.image_paths = dataset.image_paths[:max_images]
+        subset(dataset, stratified_sample(dataset, max_images, seed=seed))
     return dataset
+
+
+def evidence(rows: list[dict]) -> dict:
+    """What accuracy rows rest on: photos per data set and the classes their labels contain."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        if row.get("per_image"):
+            entry = out.setdefault(str(row.get("dataset")), {"images": row["num_images"], "classes": set()})
+            entry["classes"] |= {c for image in row["per_image"] for c in image["truth_classes"]}
+    return {name: {"images": e["images"], "classes": sorted(e["classes"])} for name, e in out.items()}
 
 
 def run_suite(names: list[str], get_model: Callable[[str], LoadedModel], *, size: int | None = None,

@@ -24,6 +24,7 @@ One module per job; every public name is importable from ``garbseg.data`` itself
 * ``mask_folders`` - the image + mask folder layout and its class files
 * ``coco``         - the COCO layout
 * ``layout``       - `load_dataset`, `available_splits`, `preferred_split`: which layout a path holds, which split
+* ``sampling``     - `stratified_sample`: a few images that still show every class
 * ``transforms``   - `normalize_image`, `EvalTransform`, `TrainTransform`
 """
 
@@ -42,6 +43,7 @@ from .constants import (
 from .dataset import MaskReader, Sample, SegmentationDataset, class_pixel_counts, require_classes
 from .images import EXIF_ORIENTATION, load_image
 from .layout import available_splits, load_dataset, preferred_split
+from .sampling import classes_per_image, stratified_sample, subset
 from .rasterize import decode_rle_string, rasterize_polygons, rle_to_mask
 from .transforms import EvalTransform, TrainTransform, normalize_image
 from .yolo import parse_yolo_label, yolo_label_path
@@ -64,6 +66,9 @@ __all__ = [
     "SegmentationDataset",
     "TrainTransform",
     "available_splits",
+    "classes_per_image",
+    "stratified_sample",
+    "subset",
     "class_pixel_counts",
     "require_classes",
     "decode_rle_string",

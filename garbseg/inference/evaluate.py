@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import require_classes
-from ..metrics import ConfusionMatrix, compute_metrics
+from ..metrics import ConfusionMatrix, bootstrap_miou_ci, compute_metrics, miou_of_stack
 from .processing import upsample_argmax
 
 Logits = Callable[[torch.Tensor], torch.Tensor]  # N x 3 x S x S batch -> N x C x h x w logits
@@ -38,6 +38,11 @@ def confusions(logits_of: Logits, batches: Iterable[tuple[torch.Tensor, Sequence
     return out
 
 
+def image_miou(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> float | None:
+    """mIoU of one photo's prediction against its labels (same size; ignore pixels left out)."""
+    return compute_metrics(ConfusionMatrix(num_classes).update(prediction, truth).matrix)["miou"]
+
+
 def miou_of(matrices: Sequence[np.ndarray], classes: Sequence[str]) -> float | None:
     """mIoU of the summed matrices."""
     return compute_metrics(np.sum(matrices, axis=0), classes)["miou"]
@@ -49,9 +54,10 @@ def evaluate(predictor, dataset, *, batch_size: int = 4, progress: bool = True,
 
     ``predictor`` is anything with ``classes``, ``preprocess(images)`` and ``logits(batch)`` (a
     :class:`~garbseg.inference.predictor.Predictor`). Returns ``compute_metrics`` of the summed
-    matrix plus ``num_images``, ``dataset`` and ``image_confusions`` (one matrix per image, in the
-    data set's order) and ``image_names``. Raises ``DatasetError`` when the data's classes are not
-    the model's.
+    matrix plus ``num_images``, ``dataset``, ``miou_ci95`` (bootstrap over images, see
+    ``garbseg.metrics.bootstrap_miou_ci``), ``per_image`` (one entry per photo: ``image``, ``miou``,
+    ``pixel_accuracy``, ``truth_classes``) and ``image_confusions`` (the matrices themselves, in the
+    data set's order). Raises ``DatasetError`` when the data's classes are not the model's.
     """
     classes = list(predictor.classes)
     loaded = getattr(predictor, "loaded", None)
@@ -70,5 +76,24 @@ def evaluate(predictor, dataset, *, batch_size: int = 4, progress: bool = True,
     matrices = confusions(predictor.logits, batches(), len(classes))
     bar.close()
     total = np.sum(matrices, axis=0) if matrices else np.zeros((len(classes),) * 2, np.int64)
+    ci = bootstrap_miou_ci(matrices)
     return {**compute_metrics(total, classes), "num_images": n, "dataset": dataset.name,
-            "image_confusions": matrices, "image_names": [path.name for path in dataset.image_paths]}
+            "miou_ci95": list(ci) if ci else None,
+            "per_image": per_image_scores(matrices, [path.name for path in dataset.image_paths], classes),
+            "image_confusions": matrices}
+
+
+def per_image_scores(matrices: Sequence[np.ndarray], names: Sequence[str], classes: Sequence[str]) -> list[dict]:
+    """One entry per photo: its own mIoU and pixel accuracy, and the classes its labels contain."""
+    if not len(matrices):
+        return []
+    stack = np.asarray(matrices)
+    mious = miou_of_stack(stack)
+    correct = np.trace(stack, axis1=1, axis2=2)
+    pixels = stack.sum(axis=(1, 2))
+    out = []
+    for name, matrix, miou, right, total in zip(names, stack, mious, correct, pixels):
+        truth = [classes[c] for c in np.flatnonzero(matrix.sum(axis=1)) if c > 0]
+        out.append({"image": name, "miou": None if np.isnan(miou) else round(float(miou), 5),
+                    "pixel_accuracy": round(float(right / total), 5) if total else None, "truth_classes": truth})
+    return out

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import LoadedModel, load_checkpoint, make_metadata, shipped_checkpoint, shipped_checkpoints
+from .checkpoints import (LoadedModel, load_checkpoint, make_metadata, read_metadata, shipped_checkpoint,
+                          shipped_checkpoints)
+from .metadata import CheckpointError
 from .registry import BACKBONES, HEADS, build_model, default_output_stride, list_models, parse_model_name
 
 # The shared data set's classes; used for untrained models when no labelled set is configured.
@@ -64,9 +66,24 @@ def default_selection(root: Path | None = None) -> list[str]:
     return trained_names(root) or [e.name for e in zoo(root)]
 
 
+def recorded_miou(checkpoint: Path | None) -> float | None:
+    """The validation mIoU a checkpoint recorded; None when there is none or the file is unreadable."""
+    if checkpoint is None:
+        return None
+    try:
+        return read_metadata(checkpoint).metrics.get("miou")
+    except CheckpointError:
+        return None
+
+
 def default_model(root: Path | None = None, preferred: str = "mobilenet_v3_large-lraspp") -> str:
-    """The model a picker starts on: ``preferred`` if it has weights, else the first that has, else ``preferred``."""
-    trained = trained_names(root)
+    """The model a picker starts on: the shipped model with the best recorded val mIoU; where no
+    shipped file records one, ``preferred`` if it has weights, else the first that has, else ``preferred``."""
+    entries = [e for e in zoo(root) if e.trained]
+    scored = [(miou, e.name) for e in entries if (miou := recorded_miou(e.checkpoint)) is not None]
+    if scored:
+        return max(scored)[1]
+    trained = [e.name for e in entries]
     return preferred if preferred in trained or not trained else trained[0]
 
 
@@ -98,4 +115,4 @@ def is_trained(loaded: LoadedModel) -> bool:
 
 
 __all__ = ["BACKBONES", "HEADS", "DEFAULT_CLASSES", "UNTRAINED", "ZooEntry", "compose_name", "model_label",
-           "zoo", "trained_names", "default_selection", "default_model", "open_model", "random_model", "is_trained"]
+           "zoo", "trained_names", "default_selection", "default_model", "recorded_miou", "open_model", "random_model", "is_trained"]

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from ..models import UNTRAINED
 
 
-PAPER_SERIES = "paper, A100 GPU (not measured here)"
+PAPER_SERIES = "paper, A100 GPU (published, not measured here)"
 PARETO_SERIES = "Pareto front (trained models, measured)"
 _SPEED_AXES = {
     "fps": ("fps", "Throughput (FPS, batch 1; higher is better)", True),
@@ -57,17 +57,39 @@ def _hover(row: dict) -> str:
         f"<b>{html.escape(row_label(row))}</b>",
         f"latency p50 {fmt('latency_p50_ms', '.1f', ' ms')}, p95 {fmt('latency_p95_ms', '.1f', ' ms')}",
         f"{fmt('fps', '.1f')} FPS at {row.get('threads', '?')} threads",
-        f"mIoU {fmt('miou', '.3f')} on {html.escape(str(row.get('dataset') or 'no data'))}"
-        f" ({row.get('num_images', 0) or 0} images)",
+        f"mIoU {fmt('miou', '.3f')}"
+        + (f" (95% CI {row['miou_ci95'][0]:.3f}-{row['miou_ci95'][1]:.3f})" if row.get("miou_ci95") else "")
+        + f" on {html.escape(str(row.get('dataset') or 'no data'))} ({row.get('num_images', 0) or 0} images)",
         f"params {fmt('params', ',d')}, {fmt('gflops', '.2f')} GFLOPs, file {fmt('size_mb', '.1f', ' MB')}",
         html.escape(str(row.get("cpu") or "")),
     ])
 
 
+def interval_overlaps(rows: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of rows (by label) whose mIoU 95% intervals overlap: this data cannot order them."""
+    with_ci = [r for r in rows if r.get("miou_ci95")]
+    pairs = []
+    for i, a in enumerate(with_ci):
+        for b in with_ci[i + 1:]:
+            if a["miou_ci95"][0] <= b["miou_ci95"][1] and b["miou_ci95"][0] <= a["miou_ci95"][1]:
+                pairs.append((row_label(a), row_label(b)))
+    return pairs
+
+
+def _error_bars(rows: list[dict]) -> dict | None:
+    if not any(r.get("miou_ci95") for r in rows):
+        return None
+    ci = [r.get("miou_ci95") or (r["miou"], r["miou"]) for r in rows]
+    return {"type": "data", "symmetric": False, "thickness": 1.5, "width": 4,
+            "array": [high - r["miou"] for r, (_, high) in zip(rows, ci)],
+            "arrayminus": [r["miou"] - low for r, (low, _) in zip(rows, ci)]}
+
+
 def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: list[dict] | None = None) -> go.Figure:
-    """mIoU against FPS (``speed="fps"``) or p50 latency (``"latency"``), one point per measured row,
-    the Pareto front of the measured *trained* models as a line, and optional published ``reference`` points
-    (dicts with model, fps or latency_p50_ms, miou, hardware) as a separate series."""
+    """mIoU against FPS (``speed="fps"``) or p50 latency (``"latency"``), one point per measured row with
+    its 95% bootstrap interval as an error bar, the Pareto front of the measured *trained* models as a
+    line (with a note naming front models whose intervals overlap), and optional published
+    ``reference`` points (dicts with model, fps or latency_p50_ms, miou, hardware) as a separate series."""
     if speed not in _SPEED_AXES:
         raise ValueError(f"speed must be one of {list(_SPEED_AXES)}, not {speed!r}")
     key, axis_title, higher_better = _SPEED_AXES[speed]
@@ -79,7 +101,8 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
         if part:
             fig.add_trace(go.Scatter(
                 x=[r[key] for r in part], y=[r["miou"] for r in part], mode="markers+text", name=name,
-                text=[r["model"] for r in part], textposition="top center", cliponaxis=False,
+                text=[f"{r['model']} {r.get('size', '?')}px" for r in part], textposition="top center",
+                cliponaxis=False, error_y=_error_bars(part),
                 marker={"size": 11, "symbol": symbol}, hovertext=[_hover(r) for r in part], hoverinfo="text"))
     # Untrained models are no trade-off anyone would make (fast, but their mIoU is chance): the
     # front runs through trained models only, or an untrained one at 200 FPS would anchor it.
@@ -89,18 +112,25 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
         fig.add_trace(go.Scatter(x=[trained[i][key] for i in front], y=[trained[i]["miou"] for i in front],
                                  mode="lines", name=PARETO_SERIES, hoverinfo="skip",
                                  line={"dash": "dash", "color": "#636363"}))
+    overlaps = interval_overlaps([trained[i] for i in front])
+    if overlaps:
+        fig.add_annotation(text="On the front, mIoU intervals overlap for: " + "; ".join(
+            f"{html.escape(a)} ~ {html.escape(b)}" for a, b in overlaps) + " (this data does not order them)",
+            xref="paper", yref="paper", x=0, y=1.08, showarrow=False, align="left", font={"size": 11})
     ref = [p for p in (reference or []) if p.get(key) is not None and p.get("miou") is not None]
     if ref:
         fig.add_trace(go.Scatter(
             x=[p[key] for p in ref], y=[p["miou"] for p in ref], mode="markers+text", name=PAPER_SERIES,
-            text=[p["model"] for p in ref], textposition="bottom center", cliponaxis=False,
-            marker={"size": 11, "symbol": "diamond-open", "color": "#7f7f7f"},
+            text=[f"{p['model']} {p.get('input_size', '?')}px" for p in ref], textposition="bottom center",
+            cliponaxis=False, marker={"size": 11, "symbol": "diamond-open", "color": "#7f7f7f"},
             hovertext=[f"<b>{html.escape(p['model'])}</b><br>{html.escape(p.get('hardware', ''))} (published)"
-                       f"<br>mIoU {p['miou']:.3f}" for p in ref], hoverinfo="text"))
+                       f"<br>mIoU {p['miou']:.3f}" + (f", {p['fps']:.1f} FPS" if p.get("fps") else "")
+                       + f"<br>{html.escape(p.get('source', ''))}"
+                       for p in ref], hoverinfo="text"))
     xs = [r[key] for r in measured] + [p[key] for p in ref]
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
     fig.update_layout(title="Speed vs accuracy", xaxis_title=axis_title, yaxis_title="mIoU",
-                      legend={"orientation": "h", "y": -0.2}, margin={"t": 60, "l": 90, "r": 90})
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 90, "l": 90, "r": 90})
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -144,7 +174,8 @@ def latency_distribution_figure(rows: list[dict], *, kind: str = "box") -> go.Fi
         raise ValueError(f"kind must be box or violin, not {kind!r}")
     fig = go.Figure()
     for r in rows:
-        samples = r.get("latency_samples_ms") or []
+        # A row kept without its samples (an older results file) still shows its median and p95.
+        samples = r.get("latency_samples_ms") or [v for v in (r.get("latency_p50_ms"), r.get("latency_p95_ms")) if v]
         if not samples:
             continue
         if kind == "box":
