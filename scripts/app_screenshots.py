@@ -1,7 +1,7 @@
 """Screenshot every page of the running app with headless Chromium (for reviews and docs).
 
-Starts ``streamlit run app.py`` on a free port, uploads a real photo on Segment, runs a small
-benchmark, and writes one PNG per page. Usage:
+Starts ``streamlit run app.py`` on a free port, uploads a real photo on Segment, picks a labelled
+example there, runs a benchmark (whole split by default), and writes one PNG per page. Usage:
 
     python scripts/app_screenshots.py --out /tmp/shots [--photo IMG] [--compare MODEL ...]
         [--checkpoints DIR] [--webcam]
@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--photo", default=None, help="photo to upload (default: first shared val image)")
     parser.add_argument("--compare", nargs="*", default=["mobilenet_v3_large-lraspp", "mobilenet_v2-lraspp",
                                                                  "resnet50-deeplabv3"])
-    parser.add_argument("--bench-models", nargs="*", default=["mobilenet_v3_large-lraspp", "mobilenet_v2-lraspp"])
+    parser.add_argument("--bench-models", nargs="*", default=["mobilenet_v3_large-deeplabv3", "mobilenet_v2-lraspp",
+                                                                      "resnet50-fcn"])
+    parser.add_argument("--bench-photos", default="0", help="photos to evaluate on (0: the whole split)")
     parser.add_argument("--checkpoints", default=None, help="weights folder for the app (GARBSEG_CHECKPOINTS)")
     parser.add_argument("--webcam", action="store_true", help="also screenshot the live webcam view")
     args = parser.parse_args()
@@ -141,10 +143,22 @@ def main() -> None:
             page.locator("input[type=file]").set_input_files(str(photo))
             n_images = 1 + 1 + len(chosen)
             page.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= {n_images}",
-                                   timeout=180_000)
+                                   timeout=600_000)
             print(f"upload -> {n_images - 1} overlays: {time.perf_counter() - t0:.2f} s")
             wait_idle(page)
             snap(page, out / "segment.png")
+
+            page.goto(f"{base}/segment")  # a labelled example instead of an upload: truth and mIoU shown
+            wait_idle(page)
+            examples = page.get_by_role("combobox", name="Example photos")
+            examples.click()
+            examples.fill("glass")  # filter the (virtualised) list, then take the first glass photo
+            page.get_by_role("option").first.click()
+            page.keyboard.press("Escape")
+            page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 3",
+                                   timeout=180_000)
+            wait_idle(page)
+            snap(page, out / "segment_example.png")
 
             page.goto(f"{base}/stream")
             wait_idle(page)
@@ -174,10 +188,10 @@ def main() -> None:
                 if option.count():  # not selected yet
                     option.first.click()
                 page.keyboard.press("Escape")
-            page.get_by_role("spinbutton", name="Max images").fill("3")
+            page.get_by_role("spinbutton", name="Photos (0 = whole split)").fill(args.bench_photos)
             page.get_by_role("spinbutton", name="Timed runs").fill("5")
             page.get_by_role("button", name="Run benchmark").click()
-            page.wait_for_selector("[data-testid=stAlertContentSuccess]", timeout=300_000)
+            page.wait_for_selector("[data-testid=stAlertContentSuccess]", timeout=900_000)
             wait_idle(page)
             snap(page, out / "benchmark.png")
 
