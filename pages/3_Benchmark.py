@@ -148,7 +148,8 @@ if reviewable:
                 shown = review_photo(predictor, review_set, entry["image"])
             except KeyError:
                 continue  # a photo of another split or upload than the one opened now
-            st.markdown(f"`{entry['image']}`: mIoU {entry['miou']:.3f}, labels: {', '.join(entry['truth_classes'])}"
+            labels = ", ".join(entry["truth_classes"]) or "none (background only)"
+            st.markdown(f"`{entry['image']}`: mIoU {entry['miou']:.3f}, labels: {labels}"
                         if entry["miou"] is not None else f"`{entry['image']}`: no score")
             samples.append((f"{row_label(row)}: {entry['image']}", shown.prediction_picture()))
             cols = st.columns(4)
