@@ -64,8 +64,9 @@ def cmd_train(args) -> None:
                  if getattr(args, f.name, None) is not None}
     cfg = TrainConfig(**overrides)
     trainer = train(cfg, resume=args.resume)
-    print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} "
-          f"(best.safetensors, last.safetensors)")
+    if trainer.is_main:  # under torchrun, one report for the run
+        print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} "
+              f"(best.safetensors, last.safetensors)")
 
 
 def _open_data(path, split, skip_broken=False):
@@ -218,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-init", dest="backbone_init",
                    help="random (default), imagenet, a state_dict file for the backbone, or a garbseg "
                         "checkpoint (.safetensors) of a model with the same backbone, whose trunk is taken")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 8)")
+    p.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="images per step in total (default 8); under torchrun each process takes its share")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4 MobileNets, 5e-5 ResNet50)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay (default 1e-4)")
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"], help="learning-rate schedule (default cosine)")
@@ -243,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-lr-scale", dest="backbone_lr_scale", type=float,
                    help="backbone learning rate relative to the heads (default 1; e.g. 0.1 for a pretrained trunk)")
     p.add_argument("--bn-momentum", dest="bn_momentum", type=float, help="BatchNorm momentum (default 0.1)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                   help="no random augmentation (flips, affine, colour jitter): resize and normalise only")
+    p.add_argument("--freeze-bn", dest="freeze_bn", action="store_true", default=None,
+                   help="keep batch norm in eval mode while training (fixed statistics, as the paper fine-tuned; "
+                        "under torchrun, N processes then train exactly as one with the same global batch)")
     p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="cross-entropy label smoothing")
     p.add_argument("--ema-decay", dest="ema_decay", type=float,
                    help="validate and save a moving average of the weights with this per-step decay "
