@@ -78,6 +78,15 @@ def all_reduce_sum(array: np.ndarray) -> np.ndarray:
     return tensor.cpu().numpy().astype(array.dtype if array.dtype.kind != "b" else np.int64)
 
 
+def gather_to_main(obj: T) -> list[T] | None:
+    """Every rank's ``obj`` (small, picklable) as a list in rank order on rank 0; None on the others."""
+    if not dist.is_initialized():
+        return [obj]
+    parts = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, parts, dst=0)
+    return parts
+
+
 def broadcast_int(value: int) -> int:
     """Rank 0's ``value`` on every rank: one decision (e.g. how many epochs fit a budget) for all."""
     if not dist.is_initialized():
