@@ -171,7 +171,9 @@ def test_same_names_in_different_folders_stay_apart(tmp_path):
 def test_bundle_zip_holds_masks_and_labels_per_model():
     image = Image.fromarray(np.full((64, 80, 3), 128, np.uint8))
     mask = _blobs()
-    data = bundle_zip([("x.jpg", image), ("x.png", image)], {"m1": (["background", "red", "blue"], [mask, mask])})
+    classes = ["background", "red", "blue"]
+    data = bundle_zip([("x.jpg", image, "m1", classes, mask), ("x.png", image, "m1", classes, mask),
+                       ("x.jpg", image, "m2", classes[:2], (mask == 1).astype(np.uint8))])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = set(archive.namelist())
         assert {"m1/x_mask.png", "m1/x_2_mask.png", "m1/coco.json", "m1/data.yaml", "m1/cvat.zip",
@@ -180,6 +182,7 @@ def test_bundle_zip_holds_masks_and_labels_per_model():
         assert len(coco["images"]) == 2 and {a["category_id"] for a in coco["annotations"]} == {1, 2}
         classes, masks = read_cvat_zip(archive.read("m1/cvat.zip"))
         assert np.array_equal(masks["x_2"], mask)
+        assert read_cvat_zip(archive.read("m2/cvat.zip"))[0] == classes[:2]
 
 
 def test_cli_predicts_a_folder_with_exports_and_evaluates_them_back(tiny_run, tiny_data, tmp_path):

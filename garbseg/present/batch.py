@@ -154,34 +154,34 @@ def write_summary(path: Path, rows: list[dict], classes: Sequence[str]) -> Path:
     return path
 
 
-def bundle_zip(photos: Sequence[tuple[str, Image.Image]], predictions: dict[str, tuple[list[str], list[np.ndarray]]],
-               *, alpha: float = 0.5, export: Iterable[str] = ("coco", "yolo", "cvat")) -> bytes:
-    """One zip of every mask, overlay and label set: a folder per model (``predictions``: model ->
-    its classes and one mask per photo), each as ``predict --export`` writes it."""
+def bundle_zip(results: Sequence[tuple[str, Image.Image, str, list[str], np.ndarray]], *, alpha: float = 0.5,
+               export: Iterable[str] = ("coco", "yolo", "cvat")) -> bytes:
+    """One zip of every mask, overlay and label set, a folder per model, each as ``predict --export``
+    writes it. ``results``: ``(photo name, photo, model, its classes, mask)`` rows, as a page shows them."""
     export = list(export)
+    by_model: dict[str, list] = {}
+    for row in results:
+        by_model.setdefault(row[2], []).append(row)
     with tempfile.TemporaryDirectory(prefix="garbseg-bundle-") as tmp:
         root = Path(tmp)
-        plan, taken = [], set()
-        for name, image in photos:  # the decoded photos, as the labels describe them
-            key, number = Path(name).stem, 1
-            while key in taken:  # two uploads of one name must not share files
-                number += 1
-                key = f"{Path(name).stem}_{number}"
-            taken.add(key)
-            path = root / "photos" / f"{key}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path)
-            plan.append(PlannedImage(path, key))
-        for model, (classes, masks) in predictions.items():
-            out = root / "bundle" / model
+        for model, rows in by_model.items():
+            out, classes = root / "bundle" / model, rows[0][3]
             exporter = LabelExporter(out, classes, export)
-            rows = []
-            for index, ((_, image), item, mask) in enumerate(zip(photos, plan, masks)):
-                write_prediction(out, item.key, image, mask, len(classes), alpha)
-                exporter.add(index, item.path, item.key, mask)
-                rows.append(summary_row(item, mask, classes, 0.0) | {"image": item.path.name})
+            summary, taken = [], set()
+            for index, (name, image, _, _, mask) in enumerate(rows):
+                key, number = Path(name).stem, 1
+                while key in taken:  # two uploads of one name must not share files
+                    number += 1
+                    key = f"{Path(name).stem}_{number}"
+                taken.add(key)
+                item = PlannedImage(root / "photos" / model / f"{key}.png", key)
+                item.path.parent.mkdir(parents=True, exist_ok=True)
+                image.save(item.path)  # the decoded photo, as the labels describe it
+                write_prediction(out, key, image, mask, len(classes), alpha)
+                exporter.add(index, item.path, key, mask)
+                summary.append(summary_row(item, mask, classes, 0.0) | {"image": name})
             exporter.finish()
-            write_summary(out / SUMMARY_FILE, rows, classes)
+            write_summary(out / SUMMARY_FILE, summary, classes)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted((root / "bundle").rglob("*")):
