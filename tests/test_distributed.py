@@ -10,6 +10,8 @@ the gradient all_reduce.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import signal
 import subprocess
@@ -20,9 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from garbseg.core import distributed
+from garbseg.data import load_dataset, load_image
+from garbseg.data.export import read_cvat_zip
+from garbseg.inference import Predictor, evaluate
 from garbseg.models.checkpoints import read_metadata
 from garbseg.train import TrainConfig, Trainer, train
 
@@ -126,3 +132,33 @@ def test_helpers_answer_for_one_process_without_torchrun():
     assert distributed.all_reduce_sum(counts) is counts
     assert distributed.broadcast_int(7) == 7
 
+
+
+def test_predict_and_eval_share_the_photos_over_two_processes(tiny_run, tiny_data, tmp_path):
+    """Each rank segments its own photos (disjoint files), rank 0 writes the summary and the exports
+    of all of them; eval's confusion matrices summed over ranks give the single-process scores."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "garbseg"]
+    out = tmp_path / "pred"
+    run = subprocess.run([*launch, "predict", "--checkpoint", str(tiny_run), str(tiny_data), "--out", str(out),
+                          "--runtime", "torch", "--export", "coco,cvat"], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "12 of 12 images segmented" in run.stdout
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [row["mask"] for row in rows] == [f"{split}/images/img{i}_mask.png"
+                                            for split, n in (("train", 8), ("val", 4)) for i in range(n)]
+    predictor = Predictor.from_checkpoint(tiny_run)
+    for row in rows:
+        expected = predictor.predict(load_image(row["image"]))
+        assert np.array_equal(np.array(Image.open(out / row["mask"])), expected), row["mask"]
+    assert len(json.loads((out / "coco.json").read_text())["images"]) == 12
+    assert len(read_cvat_zip(out / "cvat.zip")[1]) == 12
+
+    two = subprocess.run([*launch, "eval", "--checkpoint", str(tiny_run), "--data", str(tiny_data), "--json"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+    assert two.returncode == 0, two.stderr[-3000:]
+    sharded = json.loads(two.stdout)
+    single = evaluate(predictor, load_dataset(tiny_data, "val"), progress=False)
+    assert sharded["world_size"] == 2 and sharded["num_images"] == 4
+    assert sharded["miou"] == pytest.approx(single["miou"], abs=1e-12)
+    assert sharded["per_class_iou"] == pytest.approx(single["per_class_iou"], abs=1e-12)
