@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model", description=(
         "Train a model with the seed recipe (AdamW, batch 8, 224 crops of 256 resizes, flips, rotation, "
         "affine), writing best/last checkpoints after every epoch into --out. A killed run continues "
-        "with --resume."))
+        "with --resume. Under torchrun (e.g. `torchrun --standalone --nproc_per_node=2 -m garbseg train ...`) "
+        "the same run trains with DistributedDataParallel: --batch-size is the global batch, shared evenly."))
     p.add_argument("--model", required=True, help="model name, see `python -m garbseg models`")
     p.add_argument("--data", default=data_dir, help=DATA_HELP)
     p.add_argument("--epochs", type=int, help="number of epochs (default 10)")
