@@ -98,7 +98,7 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
 def test_run_resumes_after_a_rank_is_killed(tiny_data, tmp_path):
     """Rank 1 is SIGKILLed after the first epoch is saved; torchrun ends the run, and --resume finishes it
     to the weights of one uninterrupted single process."""
-    out, epochs = tmp_path / "killed", 8
+    out, epochs = tmp_path / "killed", 4
     launcher = subprocess.Popen(_torchrun(tiny_data, out, epochs), cwd=ROOT, env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
