@@ -9,15 +9,19 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .bench import bench_runtimes, write_results
+from .core import distributed
 from .core.errors import GarbsegError
 from .core.machine import torch_threads
 from .core.paths import default_data_dir
-from .data import available_splits, load_dataset, load_image, require_classes
-from .inference import Predictor, evaluate
+from .data import available_splits, load_dataset, require_classes
+from .data.export import FORMATS, parse_formats
+from .inference import Predictor, evaluate_sharded
 from .inference.runtimes import parse_runtimes, runtimes_help
 from .models import DEFAULT_CLASSES, list_models, open_model, parse_model_name, shipped_checkpoints
-from .present.overlays import mask_to_png, overlay
+from .present.batch import SUMMARY_FILE, plan_images, predict_images
 from .train import TrainConfig, train
 
 DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder with images/ + labels/, "
@@ -65,8 +69,9 @@ def cmd_train(args) -> None:
                  if getattr(args, f.name, None) is not None}
     cfg = TrainConfig(**overrides)
     trainer = train(cfg, resume=args.resume)
-    print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} "
-          f"(best.safetensors, last.safetensors)")
+    if trainer.is_main:  # under torchrun, one report for the run
+        print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} "
+              f"(best.safetensors, last.safetensors)")
 
 
 def _open_data(path, split, skip_broken=False):
@@ -81,8 +86,18 @@ def cmd_eval(args) -> None:
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
                                           threads=args.threads)
     dataset = _open_data(args.data, args.split, args.skip_broken)
-    with torch_threads(args.threads):
-        metrics = evaluate(predictor, dataset, batch_size=args.batch_size, progress=not args.json)
+    distributed.init_from_env()  # under torchrun each rank scores its share; the matrices are summed
+    try:
+        with torch_threads(args.threads):
+            metrics = evaluate_sharded(predictor, dataset, batch_size=args.batch_size,
+                                       progress=not args.json and distributed.is_main())
+    finally:
+        rank, world = distributed.rank(), distributed.world_size()
+        distributed.shutdown()
+    if world > 1:
+        if rank != 0:
+            return  # one report, from rank 0
+        metrics["world_size"] = world
     metrics["model"] = predictor.loaded.name
     metrics["runtime"] = args.runtime
     metrics["resolved_runtime"] = predictor.resolved_runtime
@@ -115,29 +130,38 @@ def _write_per_image(entries: list[dict], path: Path) -> None:
             writer.writerow({**entry, "truth_classes": "|".join(entry["truth_classes"])})
 
 
+PER_IMAGE_LINES = 20  # more photos than this: the progress bar alone, the summary CSV has the rest
+
+
 def cmd_predict(args) -> None:
+    formats = parse_formats(args.export)
+    plan = plan_images(args.images)
+    distributed.init_from_env()  # under torchrun each rank takes its share of the photos
+    main = distributed.is_main()
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
-                                          calibrate=args.calibrate, log=_stderr_log)
-    print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else ""))
+                                          calibrate=args.calibrate, log=_stderr_log if main else None)
+    if main:
+        print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    n = len(predictor.classes)
-    failures = 0
-    for path in args.images:
-        try:
-            image = load_image(path)
-        except ValueError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        mask = predictor.predict(image)
-        stem = Path(path).stem
-        mask_to_png(mask, n).save(out / f"{stem}_mask.png")
-        overlay(image, mask, n, alpha=args.alpha).save(out / f"{stem}_overlay.png")
-        present = [predictor.classes[i] for i in sorted(set(mask.ravel().tolist())) if i > 0]
-        print(f"{path}: {', '.join(present) or 'background only'} "
-              f"({predictor.last_timing.total_ms:.1f} ms) -> {out / (stem + '_mask.png')}")
-    if failures == len(args.images):
+
+    def report(item, row) -> None:
+        if row["error"]:
+            tqdm.write(f"skipped: {row['error']}", file=sys.stderr)
+        elif len(plan) <= PER_IMAGE_LINES:
+            tqdm.write(f"{item.path}: {row['classes_found'].replace(';', ', ') or 'background only'} "
+                       f"({row['ms']:.1f} ms) -> {out / row['mask']}")
+
+    try:
+        result = predict_images(predictor, plan, out, alpha=args.alpha, export=formats,
+                                progress=main and len(plan) > 1, on_image=report)
+    finally:
+        distributed.shutdown()
+    if not main:
+        return
+    print(f"{len(plan) - result.failures} of {len(plan)} images segmented -> {out}; "
+          + ", ".join(str(path) for path in result.written))
+    if result.failures == len(plan):
         raise CLIError("no image could be read")
 
 
@@ -225,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model", description=(
         "Train a model with the seed recipe (AdamW, batch 8, 224 crops of 256 resizes, flips, rotation, "
         "affine), writing best/last checkpoints after every epoch into --out. A killed run continues "
-        "with --resume."))
+        "with --resume. Under torchrun (e.g. `torchrun --standalone --nproc_per_node=2 -m garbseg train ...`) "
+        "the same run trains with DistributedDataParallel: --batch-size is the global batch, shared evenly."))
     p.add_argument("--model", required=True, help="model name, see `python -m garbseg models`")
     p.add_argument("--data", default=data_dir, help=DATA_HELP)
     p.add_argument("--epochs", type=int, help="number of epochs (default 10)")
@@ -234,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-init", dest="backbone_init",
                    help="random (default), imagenet, a state_dict file for the backbone, or a garbseg "
                         "checkpoint (.safetensors) of a model with the same backbone, whose trunk is taken")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 8)")
+    p.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="images per step in total (default 8); under torchrun each process takes its share")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4 MobileNets, 5e-5 ResNet50)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay (default 1e-4)")
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"], help="learning-rate schedule (default cosine)")
@@ -259,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-lr-scale", dest="backbone_lr_scale", type=float,
                    help="backbone learning rate relative to the heads (default 1; e.g. 0.1 for a pretrained trunk)")
     p.add_argument("--bn-momentum", dest="bn_momentum", type=float, help="BatchNorm momentum (default 0.1)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                   help="no random augmentation (flips, affine, colour jitter): resize and normalise only")
+    p.add_argument("--freeze-bn", dest="freeze_bn", action="store_true", default=None,
+                   help="keep batch norm in eval mode while training (fixed statistics, as the paper fine-tuned; "
+                        "under torchrun, N processes then train exactly as one with the same global batch)")
     p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="cross-entropy label smoothing")
     p.add_argument("--ema-decay", dest="ema_decay", type=float,
                    help="validate and save a moving average of the weights with this per-step decay "
@@ -294,10 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="segment images, writing masks and overlays",
-                       description="For each image write <stem>_mask.png (class ids, palette PNG) and "
-                                   "<stem>_overlay.png into --out.")
+                       description="For each image write <name>_mask.png (class ids, palette PNG) and "
+                                   "<name>_overlay.png into --out, keeping the images' folders relative to "
+                                   f"the inputs, and one {SUMMARY_FILE} row per image (classes found, pixel "
+                                   "shares). Under torchrun each process takes its share of the images.")
     add_checkpoint(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads) or folders "
+                   "(searched recursively)")
+    p.add_argument("--export", help=f"also write labels, a comma list of {','.join(FORMATS)}: COCO JSON with RLE "
+                   "(coco.json), YOLOv8-seg polygons (labels/ + data.yaml), CVAT Segmentation mask 1.1 "
+                   "(cvat.zip); the photos are linked into images/ so the sets load back as data")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")

@@ -7,6 +7,7 @@ import streamlit as st
 from garbseg.app import ui
 from garbseg.models import list_models
 from garbseg.app.uploads import IMAGE_TYPES, MAX_PHOTO_SIDE, UploadError, decode_photo
+from garbseg.present.batch import bundle_zip
 from garbseg.present.overlays import legend_html, mask_to_png
 from garbseg.models.zoo import UNTRAINED
 
@@ -41,6 +42,7 @@ if not files and not chosen_examples:
     st.info("Upload one or more photos (jpg, png, webp, bmp), or pick labelled examples above.")
 
 items = []  # (photo, its labels or None)
+segmented = []  # (photo name, photo, model, classes, mask): everything shown, for the one zip below
 for file in files or []:
     try:
         items.append((decode_photo(file.name, file.getvalue()), None))
@@ -67,6 +69,7 @@ for photo, labelled in items:
             except Exception as exc:  # a model that fails must not take the page down
                 ui.show_error(f"{name} failed on {photo.name}", exc)
                 continue
+            segmented.append((photo.name, photo.image, name, result.classes, result.mask))
             picture = result.render(photo.image, alpha=alpha, style=style)
             status = "" if result.trained else f" - {UNTRAINED}"
             st.image(picture, caption=f"{name}{status}", width="stretch")
@@ -83,3 +86,9 @@ for photo, labelled in items:
             st.download_button(f"{style.capitalize()} PNG", overlay_png.getvalue(), f"{stem}_{name}_{style}.png",
                                "image/png", key=f"overlay-{photo.digest}-{name}", width="stretch",
                                on_click="ignore")
+
+if segmented:
+    st.download_button("Download all masks and labels (zip)", lambda: bundle_zip(segmented, alpha=alpha),
+                       "garbseg-masks-and-labels.zip", "application/zip", key="segment-bundle", type="primary",
+                       help="Per model: mask and overlay PNGs, summary.csv, COCO JSON (RLE), YOLOv8-seg labels "
+                            "with data.yaml, and a CVAT Segmentation mask 1.1 zip.", on_click="ignore")

@@ -131,13 +131,14 @@ def test_segment_real_photo_gives_one_overlay_per_chosen_model():
     assert not errors(at)
     captions = [c for image in at.image for c in image.captions]
     assert captions == ["photo", f"{FAST} - {UNTRAINED}", f"{OTHER} - {UNTRAINED}"]
-    assert [b.label for b in at.download_button] == ["Mask PNG", "Overlay PNG"] * 2
+    bundle = ["Download all masks and labels (zip)"]  # one zip for every photo and model shown
+    assert [b.label for b in at.download_button] == ["Mask PNG", "Overlay PNG"] * 2 + bundle
     timings = [m.value for m in at.markdown if m.value.startswith("**") and " ms**" in m.value]
     assert len(timings) == 2
 
     at.radio(key="segment_style").set_value("outline").run()  # display change: masks come from the cache
     assert_clean(at)
-    assert [b.label for b in at.download_button] == ["Mask PNG", "Outline PNG"] * 2
+    assert [b.label for b in at.download_button] == ["Mask PNG", "Outline PNG"] * 2 + bundle
 
 
 @requires_real_data

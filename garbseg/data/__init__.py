@@ -17,7 +17,8 @@ How polygons become pixels (YOLO and COCO alike) is written in `garbseg.data.ras
 One module per job; every public name is importable from ``garbseg.data`` itself:
 
 * ``constants``    - ignore index, ImageNet mean/std, file suffixes, `DatasetError`
-* ``images``       - `load_image` (EXIF orientation, any mode to RGB), listing a folder's images
+* ``images``       - `load_image` (EXIF orientation, any mode to RGB), `list_images` of a folder (recursive)
+* ``export``       - predicted masks written as COCO (RLE), YOLOv8-seg (polygons), CVAT mask labels
 * ``rasterize``    - polygons and COCO RLE to masks
 * ``dataset``      - `Sample`, `SegmentationDataset`, `class_pixel_counts`, `require_classes`, the on_error policy
 * ``yolo``         - data.yaml, label files and masks of the YOLOv8-seg layout
@@ -41,7 +42,7 @@ from .constants import (
     DatasetError,
 )
 from .dataset import MaskReader, Sample, SegmentationDataset, class_pixel_counts, require_classes
-from .images import EXIF_ORIENTATION, load_image
+from .images import EXIF_ORIENTATION, list_images, load_image
 from .layout import available_splits, load_dataset, preferred_split
 from .sampling import classes_per_image, stratified_sample, subset
 from .rasterize import decode_rle_string, rasterize_polygons, rle_to_mask
@@ -72,6 +73,7 @@ __all__ = [
     "class_pixel_counts",
     "require_classes",
     "decode_rle_string",
+    "list_images",
     "load_dataset",
     "preferred_split",
     "load_image",

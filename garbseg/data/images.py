@@ -82,7 +82,7 @@ def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
     return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
 
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     images = sorted(
         p
         for p in folder.rglob("*")

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from .coco import _coco_dataset
 from .constants import COCO_FILE_NAMES, SPLIT_ALIASES, DatasetError
 from .dataset import SegmentationDataset, _check_on_error
-from .images import _list_images
+from .images import list_images
 from .mask_folders import _masks_dataset
 from .yolo import _images_from_entry, _read_yaml, _yaml_names, _yaml_splits, _yolo_dataset
 
@@ -146,7 +146,7 @@ def _load_split_folder(folder: Path, options: dict) -> SegmentationDataset:
     if (folder / "images").is_dir() and (folder / "labels").is_dir():
         yaml_path = folder.parent / "data.yaml"
         names = _yaml_names(_read_yaml(yaml_path), yaml_path) if yaml_path.is_file() else None
-        images = _list_images(folder / "images")
+        images = list_images(folder / "images")
         return _yolo_dataset(images, names, folder, name, options)
     if (folder / "images").is_dir() and (folder / "masks").is_dir():
         return _masks_dataset(folder, name, options)

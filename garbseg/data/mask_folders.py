@@ -12,11 +12,11 @@ from PIL import Image
 
 from .constants import CLASS_FILE_NAMES, IGNORE_INDEX, MASK_SUFFIXES, DatasetError
 from .dataset import Sample, SegmentationDataset, _report
-from .images import _decode_with, _list_images
+from .images import _decode_with, list_images
 
 
 def _masks_dataset(folder: Path, name: str, options: dict) -> SegmentationDataset:
-    images = _list_images(folder / "images")
+    images = list_images(folder / "images")
     samples, problems = [], []
     for image in images:
         mask = _find_mask(folder / "masks", image.relative_to(folder / "images"))

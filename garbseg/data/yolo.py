@@ -12,7 +12,7 @@ import yaml
 
 from .constants import DatasetError
 from .dataset import Sample, SegmentationDataset
-from .images import _list_images
+from .images import list_images
 from .rasterize import rasterize_polygons
 
 
@@ -76,7 +76,7 @@ def _resolve_yaml_entry(base: Path, entry: str) -> Path:
 
 def _images_from_entry(entry: Path, yaml_path: Path) -> list[Path]:
     if entry.is_dir():
-        return _list_images(entry)
+        return list_images(entry)
     if entry.is_file() and entry.suffix == ".txt":  # Ultralytics image list file
         lines = entry.read_text(encoding="utf-8").split()
         return [(entry.parent / line).resolve() for line in lines]

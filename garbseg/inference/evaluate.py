@@ -12,12 +12,14 @@ feed it preprocessed tensors they already hold.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core import distributed
 from ..data import require_classes
 from ..metrics import ConfusionMatrix, bootstrap_miou_ci, compute_metrics, miou_of_stack
 from .processing import upsample_argmax
@@ -96,4 +98,30 @@ def per_image_scores(matrices: Sequence[np.ndarray], names: Sequence[str], class
         truth = [classes[c] for c in np.flatnonzero(matrix.sum(axis=1)) if c > 0]
         out.append({"image": name, "miou": None if np.isnan(miou) else round(float(miou), 5),
                     "pixel_accuracy": round(float(right / total), 5) if total else None, "truth_classes": truth})
+    return out
+
+
+def evaluate_sharded(predictor, dataset, **kwargs) -> dict:
+    """``evaluate`` under torchrun: each rank scores its share of the images, and the metrics come
+    from the confusion matrices summed over all ranks with all_reduce (never an average of per-rank
+    mIoUs). With one process it is ``evaluate`` itself. Returns the summed metrics and
+    ``num_images`` over all ranks; on rank 0 also every photo's matrix, ``per_image`` and
+    ``miou_ci95`` (gathered), on the other ranks those of their own share.
+    """
+    if distributed.world_size() == 1:
+        return evaluate(predictor, dataset, **kwargs)
+    share = copy.copy(dataset)
+    share.samples = distributed.shard(dataset.samples)
+    local = evaluate(predictor, share, **kwargs)
+    classes = list(predictor.classes)
+    total = distributed.all_reduce_sum(np.sum(local["image_confusions"], axis=0) if local["image_confusions"]
+                                       else np.zeros((len(classes),) * 2, np.int64))
+    out = {**local, **compute_metrics(total, classes), "num_images": len(dataset)}
+    gathered = distributed.gather_to_main((local["image_confusions"], [e["image"] for e in local["per_image"]]))
+    if gathered is not None:  # rank 0: every photo's matrix, for the interval and the per-photo scores
+        matrices = [m for part, _ in gathered for m in part]
+        names = [name for _, part in gathered for name in part]
+        ci = bootstrap_miou_ci(matrices)
+        out.update(image_confusions=matrices, miou_ci95=list(ci) if ci else None,
+                   per_image=per_image_scores(matrices, names, classes))
     return out

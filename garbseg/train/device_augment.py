@@ -67,13 +67,20 @@ class DeviceTrainSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batches(self, batch_size: int, generator: torch.Generator, *, drop_last: bool = True):
-        """One epoch: ``(images, masks)`` batches in a random order drawn from ``generator``."""
+    def batches(self, batch_size: int, generator: torch.Generator, *, drop_last: bool = True,
+                rank: int = 0, world_size: int = 1, augment_generator: torch.Generator | None = None):
+        """One epoch: ``(images, masks)`` batches in a random order drawn from ``generator``.
+
+        Under torchrun every rank draws the same order (same ``generator`` seed) and augments its own
+        slice ``[rank::world_size]`` of each ``batch_size`` (global) batch, with its own
+        ``augment_generator`` so that ranks do not repeat one another's warps.
+        """
         order = torch.randperm(len(self), generator=generator)
+        augment_generator = augment_generator or generator
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            index = order[start : start + batch_size]
-            yield self.augment(index, generator)
+            index = order[start : start + batch_size][rank::world_size]
+            yield self.augment(index, augment_generator)
 
     def augment(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Warped, jittered and normalised ``N x 3 x size x size`` images with their masks."""

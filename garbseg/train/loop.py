@@ -6,6 +6,13 @@ with ``weights_only=True``) and ``history.json``. Everything is written atomical
 epoch, so a run killed at any moment loses at most the epoch in progress, and ``resume=True``
 continues it. Each epoch reseeds from ``seed + epoch``: a resumed run sees the same data order and
 augmentations as an uninterrupted one.
+
+Under ``torchrun`` the same loop trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA):
+``batch_size`` is the global batch, split evenly over the processes; a DistributedSampler (reseeded
+per epoch with ``set_epoch``) gives each rank its slice of the same permutation a single process
+would walk, so one step sees the same images however many processes share it; validation sums one
+confusion matrix over ranks; rank 0 alone logs and writes the run folder, and every rank resumes
+from it.
 """
 
 from __future__ import annotations
@@ -17,15 +24,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from ..core import distributed
+from ..core.errors import GarbsegError
 from ..core.files import atomic_write
 from ..core.machine import cpu_name, cpu_supports_bf16
 from ..data import IGNORE_INDEX, TrainTransform, load_dataset
-from ..inference import Predictor, evaluate
+from ..inference import Predictor, evaluate_sharded
 from ..models import (BACKBONES, CheckpointMeta, LoadedModel, build_model, default_output_stride, load_checkpoint,
                       make_metadata, parse_model_name, save_checkpoint)
 from ..models.backbone_init import initialise_backbone
@@ -33,6 +44,10 @@ from .device_augment import AugmentParams, DeviceTrainSet
 from .weight_average import WeightEMA
 
 STATE_FILE = "state.pt"
+
+
+class TrainSetupError(GarbsegError):
+    """Settings that cannot train, e.g. a global batch the processes cannot share evenly."""
 
 
 @dataclass
@@ -43,7 +58,7 @@ class TrainConfig:
     data: str
     out: str | None = None  # run folder; default runs/<model>
     epochs: int = 10
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch: under torchrun each process takes batch_size / world_size
     lr: float | None = None  # None: 1e-4 for MobileNets, 5e-5 for ResNet50 (the seed's values)
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # cosine | poly | constant
@@ -56,6 +71,7 @@ class TrainConfig:
     scale: tuple[float, float] = (0.8, 1.2)
     translate: float = 0.1
     color_jitter: float = 0.2
+    augment: bool = True  # False: no random augmentation at all (resize and normalise only)
     aux_loss: bool = True  # auxiliary FCN head on DeepLabv3/FCN (torchvision's weight 0.5)
     aux_weight: float = 0.5
     label_smoothing: float = 0.0
@@ -63,6 +79,10 @@ class TrainConfig:
     # statistics lag the weights so far that eval-mode predictions stayed all background for 8-9
     # epochs. 0.1 (PyTorch's default) on every BN layer; None keeps the architecture's own.
     bn_momentum: float | None = 0.1
+    # Batch norm in eval mode while training (running statistics fixed, affine weights still learn),
+    # as the seed paper fine-tuned. Also what makes N processes train exactly like one: otherwise
+    # each process normalises with the statistics of its own share of the batch.
+    freeze_bn: bool = False
     backbone_lr_scale: float = 1.0  # learning rate of the backbone relative to the heads
     # Validate and export an exponential moving average of the weights (garbseg.train.weight_average)
     # with this per-step decay; None trains and scores the raw weights.
@@ -159,10 +179,18 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] = print, progress: bool = True):
         self.cfg = cfg.resolved()
-        self.log = log
-        self.progress = progress
-        self.out = Path(self.cfg.out)
         c = self.cfg
+        distributed.init_from_env(c.device)
+        c.device = distributed.local_device(c.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        if c.batch_size % self.world_size:
+            raise TrainSetupError(f"batch size {c.batch_size} (the global batch) does not split evenly over "
+                                  f"{self.world_size} processes")
+        self.batch_per_process = c.batch_size // self.world_size
+        self.is_main = self.rank == 0
+        self.log = log if self.is_main else _silent  # one voice: rank 0 logs, the others stay quiet
+        self.progress = progress and self.is_main
+        self.out = Path(self.cfg.out)
         torch.manual_seed(c.seed)
         if c.device.startswith("cuda"):
             # Validation must score what float32 CPU inference scores: no TF32 shortcuts.
@@ -171,8 +199,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         # On the device, DeviceTrainSet augments whole batches; a per-image transform would go unused.
         transform = None if c.augment_on_device else TrainTransform(
-            size=c.size, resize=c.resize, hflip=c.hflip, vflip=c.vflip, rotation=c.rotation, scale=c.scale,
-            translate=c.translate, color_jitter=c.color_jitter)
+            size=c.size, resize=c.resize, **_augmentation(c))
         self.train_set = load_dataset(c.data, c.train_split, cache=True, cache_max_side=c.resize,
                                       on_error=c.on_error, transform=transform)
         self.val_set = load_dataset(c.data, c.val_split, cache=True, on_error=c.on_error)
@@ -194,10 +221,12 @@ class Trainer:
         self.ema = WeightEMA(self.model, c.ema_decay) if c.ema_decay else None
         self.device_set = None
         if c.augment_on_device:
-            params = AugmentParams(size=c.size, hflip=c.hflip, rotation=c.rotation, scale=tuple(c.scale),
-                                   translate=c.translate, color_jitter=c.color_jitter)
+            params = AugmentParams(size=c.size, **{k: v for k, v in _augmentation(c).items() if k != "vflip"})
             self.device_set = DeviceTrainSet(self.train_set, params, device=c.device,
                                              store_side=max(c.resize, math.ceil(c.size * max(c.scale))))
+        # The model steps through DDP (gradients averaged over ranks); self.model stays the bare
+        # module that is saved, averaged and validated.
+        self.stepper = (DistributedDataParallel(self.model) if self.world_size > 1 else self.model)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, c.lr, c.backbone_lr_scale),
                                            lr=c.lr, weight_decay=c.weight_decay)
         self.steps_per_epoch = (len(self.train_set) // c.batch_size if c.augment_on_device
@@ -275,7 +304,9 @@ class Trainer:
             model_kwargs={"output_stride": c.output_stride},
             trained=True,
             epoch=self.epoch,
-            recipe={k: v for k, v in asdict(c).items() if k not in ("data", "out")} | {"bf16": self.bf16},
+            recipe={k: v for k, v in asdict(c).items() if k not in ("data", "out")}
+            | {"bf16": self.bf16, "batch_per_process": self.batch_per_process},
+            world_size=self.world_size,
             data={"name": self.train_set.name, "layout": self.train_set.layout,
                   "train_images": len(self.train_set), "val_images": len(self.val_set),
                   "val_split": c.val_split},
@@ -288,6 +319,11 @@ class Trainer:
         )
 
     def _save_epoch(self, metrics: dict, is_best: bool) -> None:
+        if self.is_main:
+            self._write_run_folder(metrics, is_best)
+        distributed.barrier()  # no rank runs ahead of a run folder that is still being written
+
+    def _write_run_folder(self, metrics: dict, is_best: bool) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         meta = self.metadata(metrics)
         save_checkpoint(self.out / "last.safetensors", self.scored_model, meta)
@@ -300,19 +336,35 @@ class Trainer:
 
     # --- loop ---------------------------------------------------------------------------------
 
-    def _batches(self, gen: torch.Generator):
+    def _batches(self, gen: torch.Generator, augment_seed: int):
         c = self.cfg
         if self.device_set is not None:
-            return self.device_set.batches(c.batch_size, gen)
-        return DataLoader(self.train_set, batch_size=c.batch_size, shuffle=True, drop_last=True,
+            return self.device_set.batches(c.batch_size, gen, rank=self.rank, world_size=self.world_size,
+                                           augment_generator=torch.Generator().manual_seed(augment_seed)
+                                           if self.world_size > 1 else None)
+        # One sampler for one process or many: rank r walks permutation[r::world_size], so step s of
+        # all ranks together covers permutation[s * batch : (s + 1) * batch], as one process would.
+        sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True,
+                                     seed=c.seed * 1000)
+        sampler.set_epoch(self.epoch)
+        return DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=sampler, drop_last=True,
                           num_workers=c.num_workers, generator=gen, persistent_workers=False)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def train_epoch(self) -> float:
         c = self.cfg
-        self.model.train()
+        self._train_mode()
         gen = torch.Generator().manual_seed(c.seed * 1000 + self.epoch)
-        torch.manual_seed(c.seed * 1000 + self.epoch)  # augmentations draw from the global RNG
-        loader = self._batches(gen)
+        # Augmentations draw from the global RNG; each rank its own stream (rank 0 the one-process one).
+        augment_seed = c.seed * 1000 + self.epoch + 7919 * self.rank
+        torch.manual_seed(augment_seed)
+        loader = self._batches(gen, augment_seed)
         channels_last = c.device.startswith("cuda")
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{c.epochs}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
@@ -325,7 +377,7 @@ class Trainer:
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
-                outputs = self.model(images)
+                outputs = self.stepper(images)
             loss = segmentation_loss(outputs, masks, c.aux_weight, c.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -341,7 +393,9 @@ class Trainer:
                                 lr=f"{self.scheduler.get_last_lr()[-1]:.1e}")
             bar.update(1)
         bar.close()
-        return total_loss.item() / max(seen, 1)
+        # The mean loss over every rank's images, as one process would report it.
+        sums = distributed.all_reduce_sum(np.array([total_loss.item(), seen], dtype=np.float64))
+        return float(sums[0] / max(sums[1], 1))
 
     @property
     def scored_model(self) -> torch.nn.Module:
@@ -352,7 +406,7 @@ class Trainer:
         loaded = LoadedModel(self.scored_model.eval(), self.metadata({}), None)
         # Float32, as `garbseg eval` and the app run it: bf16 validation moved mIoU by ~0.02 on the
         # 60-image val split, so the best epoch and recorded metrics must come from float32.
-        return evaluate(Predictor(loaded, runtime="torch"), self.val_set, batch_size=8, progress=False)
+        return evaluate_sharded(Predictor(loaded, runtime="torch"), self.val_set, batch_size=8, progress=False)
 
     def _fit_budget(self, elapsed: float, per_epoch: float) -> None:
         """After the probe epochs: as many epochs as the time budget holds at ``per_epoch`` seconds."""
@@ -371,6 +425,9 @@ class Trainer:
         c = self.cfg
         self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
                  f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
+        self.log(f"batch {c.batch_size} in total = {self.batch_per_process} per process x {self.world_size} "
+                 f"process{'es' if self.world_size > 1 else ''}"
+                 + (f" (DistributedDataParallel, {torch.distributed.get_backend()})" if self.world_size > 1 else ""))
         started = time.perf_counter() - self.train_seconds
         epoch_times: list[float] = []
         while self.epoch < c.epochs:
@@ -384,6 +441,8 @@ class Trainer:
             if c.time_budget_s and time.perf_counter() - started > 1.2 * c.time_budget_s:
                 self.log(f"time budget exceeded: stopping after epoch {self.epoch} of {c.epochs}")
                 c.epochs = self.epoch
+            if c.time_budget_s:  # clocks differ between ranks: rank 0's schedule is everyone's
+                c.epochs = distributed.broadcast_int(c.epochs)
             entry = {"epoch": self.epoch, "loss": round(loss, 5), "epoch_seconds": round(epoch_seconds, 2)}
             validate = probe or self.epoch % max(c.val_every, 1) == 0 or self.epoch >= c.epochs
             if validate:
@@ -392,6 +451,7 @@ class Trainer:
                 if probe:
                     self._fit_budget(time.perf_counter() - started,
                                      _pace(epoch_times, time.perf_counter() - t_val, c.val_every))
+                    c.epochs = distributed.broadcast_int(c.epochs)
                 is_best = metrics["miou"] > self.best_miou
                 self.best_miou = max(self.best_miou, metrics["miou"])
                 entry |= {"val_miou": round(metrics["miou"], 5),
@@ -405,6 +465,18 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
 
+def _augmentation(c: TrainConfig) -> dict:
+    """The random augmentation's settings; all off when ``augment`` is False."""
+    if not c.augment:
+        return dict(hflip=0.0, vflip=0.0, rotation=0.0, scale=(1.0, 1.0), translate=0.0, color_jitter=0.0)
+    return dict(hflip=c.hflip, vflip=c.vflip, rotation=c.rotation, scale=tuple(c.scale), translate=c.translate,
+                color_jitter=c.color_jitter)
+
+
+def _silent(message: str) -> None:
+    pass
+
+
 def _pace(epoch_times: list[float], val_seconds: float, val_every: int) -> float:
     """Seconds per epoch to plan with: the median epoch after the first (cuDNN autotuning, cold
     caches) plus one validation amortised over ``val_every`` epochs."""
@@ -414,10 +486,13 @@ def _pace(epoch_times: list[float], val_seconds: float, val_every: int) -> float
 
 def train(cfg: TrainConfig, *, resume: bool = False, **kwargs) -> Trainer:
     trainer = Trainer(cfg, **kwargs)
-    if resume:
-        trainer.resume()
-    elif (trainer.out / STATE_FILE).exists():
-        raise FileExistsError(f"{trainer.out} already holds a run; pass --resume to continue it "
-                              "or choose another --out")
-    trainer.fit()
+    try:
+        if resume:
+            trainer.resume()
+        elif (trainer.out / STATE_FILE).exists():
+            raise FileExistsError(f"{trainer.out} already holds a run; pass --resume to continue it "
+                                  "or choose another --out")
+        trainer.fit()
+    finally:
+        distributed.shutdown()
     return trainer
