@@ -8,7 +8,7 @@ from garbseg.inference.runtimes import RUNTIMES
 from garbseg.models import list_models
 from garbseg.present.reference import PAPER_TABLE1
 from garbseg.present.report import build_report, results_table, standard_figures
-from garbseg.bench.results import export_bytes, merge_rows
+from garbseg.bench.results import export_bytes
 from garbseg.present.charts import (confusion_matrix_figure, latency_distribution_figure, per_class_iou_figure, row_label,
                          speed_accuracy_figure)
 from garbseg.models.zoo import default_selection
@@ -61,18 +61,21 @@ if start:
     if ok:
         bar = st.progress(0.0, text="starting")
         classes = dataset.classes if dataset is not None else ui.classes_for_untrained(settings)
-        outcome = run_suite(names, lambda name: ui.get_model(name, classes), size=int(size), threads=int(threads),
-                            warmup=int(warmup), runs=int(runs), dataset=dataset, runtimes=runtimes or ["torch"],
-                            progress=lambda f, text: bar.progress(min(1.0, f), text=text))
+        with ui.InferenceSection(int(threads)):  # no other session's inference shares the cores meanwhile
+            outcome = run_suite(names, lambda name: ui.get_model(name, classes), size=int(size), threads=int(threads),
+                                warmup=int(warmup), runs=int(runs), dataset=dataset, runtimes=runtimes or ["torch"],
+                                progress=lambda f, text: bar.progress(min(1.0, f), text=text))
         bar.empty()
         for problem in outcome.problems:
             st.warning(problem)
         if outcome.rows:
-            ui.set_bench_rows(merge_rows(ui.bench_rows(), outcome.rows))
+            ui.add_bench_rows(outcome.rows)
             st.success(f"Measured {len(outcome.rows)} result row(s)"
                        + (f" on {len(dataset)} images of {dataset.name}." if dataset is not None else "."))
 
-rows = ui.bench_rows()
+shared = st.toggle("Show everyone's results", key="bench_shared",
+                   help="Off: only the runs of this browser session. On: the shared history of every session.")
+rows = ui.bench_rows(shared=shared)
 if not rows:
     st.info("No results yet: choose models and press *Run benchmark*.")
     st.stop()
@@ -109,6 +112,8 @@ c2.download_button("JSON", lambda: export_bytes(rows, ".json"), "bench_results.j
                    on_click="ignore")
 c3.download_button("HTML report", lambda: build_report(rows, standard_figures(rows, list(PAPER_TABLE1))),
                    "bench_report.html", "text/html", on_click="ignore")
-if c4.button("Clear results"):
-    ui.set_bench_rows([])
+everyone = shared and c4.checkbox("everyone's", key="bench_clear_everyone",
+                                  help="Clear removes every session's results, not only yours")
+if c4.button("Clear results", help="Removes the results of this session (or everyone's, when ticked)"):
+    ui.clear_bench_rows(everyone=everyone)
     st.rerun()

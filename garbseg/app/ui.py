@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
-import torch
 from PIL import Image
 
-from ..bench.results import load_results, results_path, save_results
-from ..core.machine import default_threads
+from ..bench.results import ResultsError, ResultsStore, database_path, merge_rows
+from ..core.machine import default_threads, torch_threads
 from ..core.paths import default_data_dir
 from ..data import available_splits, load_dataset
 from ..inference import Predictor, SharedPredictor
@@ -36,6 +36,31 @@ _PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir",
             "runtime": "garbseg_runtime"}  # setting -> session key
 RUNTIME_ENV = "GARBSEG_RUNTIME"
 INFERENCE_LOCK = threading.Lock()
+
+
+class InferenceSection:
+    """``with InferenceSection(threads):`` holds ``INFERENCE_LOCK`` and pins torch to ``threads`` for the
+    block, so no session's page run changes the process-wide thread count under another's timing."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self._pin = None
+
+    def __enter__(self):
+        INFERENCE_LOCK.acquire()
+        try:
+            self._pin = torch_threads(self.threads)
+            self._pin.__enter__()
+        except BaseException:
+            INFERENCE_LOCK.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._pin.__exit__(*exc)
+        finally:
+            INFERENCE_LOCK.release()
 
 
 @dataclass
@@ -100,9 +125,7 @@ def sidebar_settings() -> Settings:
                            "Default from the GARBSEG_DATA environment variable.")
     settings = Settings(int(st.session_state[key]), str(st.session_state[data_key]).strip(),
                         str(st.session_state[runtime_key]))
-    if torch.get_num_threads() != settings.threads:
-        torch.set_num_threads(settings.threads)
-    return settings
+    return settings  # threads are pinned per call, inside the inference lock (inference_section)
 
 
 # ----------------------------------------------------------------------------- data
@@ -163,7 +186,7 @@ def _engine(name: str, checkpoint: str | None, mtime: float | None, classes: tup
     loaded = _load_model(name, checkpoint, mtime, classes)
     # The lock also keeps other sessions' inference off the cores while auto times the runtimes.
     # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
-    with INFERENCE_LOCK:
+    with InferenceSection(threads):
         predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
                               calibrate=False)
         predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
@@ -175,7 +198,7 @@ def get_predictor(name: str, classes: list[str], settings: Settings, input_size:
     checkpoint, mtime = _checkpoint_key(name)
     engine = _engine(name, checkpoint, mtime, () if checkpoint else tuple(classes), input_size, settings.runtime,
                      settings.threads, settings.data_dir)
-    return SharedPredictor(engine, INFERENCE_LOCK)
+    return SharedPredictor(engine, InferenceSection(settings.threads))
 
 
 def label(name: str) -> str:
@@ -233,19 +256,66 @@ def recorded_miou(name: str, checkpoint: Path | None) -> float | None:
 # ----------------------------------------------------------------------------- benchmark results
 
 
-def bench_rows() -> list[dict]:
-    """This session's results, seeded from the results file so a restart keeps them."""
-    if "bench_rows" not in st.session_state:
-        st.session_state["bench_rows"] = load_results(results_path())
-    return st.session_state["bench_rows"]
+@st.cache_resource(show_spinner=False)
+def _results_store(path: str) -> ResultsStore:
+    return ResultsStore.open(path)
 
 
-def set_bench_rows(rows: list[dict]) -> None:
-    st.session_state["bench_rows"] = rows
+def results_store() -> ResultsStore | None:
+    """The results database of this process (None, with an error shown, where it cannot be used)."""
     try:
-        save_results(rows, results_path())
-    except OSError as exc:
-        st.warning(f"Results kept for this session only; cannot write {results_path()}: {exc}")
+        store = _results_store(str(database_path()))
+    except ResultsError as exc:
+        st.error(f"Results are not saved: {exc}")
+        return None
+    for notice in store.take_notices():  # reported once, to whoever opens it first
+        st.warning(notice)
+    return store
+
+
+def session_id() -> str:
+    """This browser session's id: the owner of the results it measures."""
+    if "garbseg_session" not in st.session_state:
+        st.session_state["garbseg_session"] = uuid.uuid4().hex
+    return st.session_state["garbseg_session"]
+
+
+def bench_rows(shared: bool = False) -> list[dict]:
+    """This session's saved results (``shared``: every session's), checked; problems shown as warnings."""
+    store = results_store()
+    if store is None:
+        return list(st.session_state.get("bench_rows_unsaved", []))
+    rows, problems = store.rows(None if shared else session_id())
+    if problems:
+        st.warning(f"{len(problems)} problem(s) with stored results: " + "; ".join(problems[:5])
+                   + (" ..." if len(problems) > 5 else ""))
+    return rows
+
+
+def add_bench_rows(rows: list[dict]) -> None:
+    """Save this session's new rows (each replaces its own older row with the same key)."""
+    store = results_store()
+    try:
+        if store is None:
+            raise ResultsError("no results database")
+        store.add(rows, session_id())
+    except ResultsError as exc:
+        kept = st.session_state.setdefault("bench_rows_unsaved", [])
+        kept[:] = merge_rows(kept, rows)
+        st.warning(f"Results kept for this session only: {exc}")
+
+
+def clear_bench_rows(everyone: bool = False) -> int:
+    """Delete this session's rows (``everyone``: all sessions'); how many went."""
+    st.session_state.pop("bench_rows_unsaved", None)
+    store = results_store()
+    if store is None:
+        return 0
+    try:
+        return store.clear(None if everyone else session_id())
+    except ResultsError as exc:
+        st.error(str(exc))
+        return 0
 
 
 @st.cache_resource(max_entries=4, show_spinner="Unpacking the zip...")
