@@ -33,13 +33,13 @@ classes = ui.classes_for_untrained(settings)
 if not files:
     st.info("Upload one or more photos (jpg, png, webp, bmp) to segment them.")
 
-for file in files or []:
+for index, file in enumerate(files or []):  # the same photo may be uploaded twice: keys carry the index
     try:
         photo = decode_photo(file.name, file.getvalue())
     except UploadError as exc:
         ui.show_error(str(exc))
         continue
-    st.subheader(file.name)
+    st.subheader(ui.plain(file.name))
     if photo.resized:
         st.caption(f"{photo.original_size[0]}x{photo.original_size[1]} px, segmented at "
                    f"{photo.image.width}x{photo.image.height} px")
@@ -62,7 +62,7 @@ for file in files or []:
             picture.save(overlay_png, format="PNG")
             stem = file.name.rsplit(".", 1)[0]
             st.download_button("Mask PNG", mask_png.getvalue(), f"{stem}_{name}_mask.png", "image/png",
-                               key=f"mask-{photo.digest}-{name}", width="stretch", on_click="ignore")
+                               key=f"mask-{index}-{photo.digest}-{name}", width="stretch", on_click="ignore")
             st.download_button(f"{style.capitalize()} PNG", overlay_png.getvalue(), f"{stem}_{name}_{style}.png",
-                               "image/png", key=f"overlay-{photo.digest}-{name}", width="stretch",
+                               "image/png", key=f"overlay-{index}-{photo.digest}-{name}", width="stretch",
                                on_click="ignore")

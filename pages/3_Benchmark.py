@@ -50,7 +50,7 @@ if start:
         elif source == "uploaded zip":
             if archive is None:
                 raise ValueError("choose a zip file first, or pick another labelled set")
-            folder = ui.extract_zip(archive.getvalue())
+            folder = ui.extract_zip(archive.getvalue(), archive.name)
             dataset = open_eval_set(folder, split.strip() or None, int(max_images))
     except Exception as exc:  # unreadable folder or zip: say so, keep the page alive
         ui.show_error(f"Cannot open the labelled set: {exc}")

@@ -11,7 +11,10 @@ across them, so two sessions never split the cores (or an engine) between them.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -30,11 +33,13 @@ from ..models import shipped_checkpoint
 from ..models.model_card import model_card as build_model_card
 from ..models.zoo import BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, default_model, model_label, open_model
 from .segment import Segmentation, segment_image
-from .uploads import digest, extract_dataset_zip
+from .uploads import digest, discard, extract_dataset_zip, sweep_stale
 
 _PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir",
             "runtime": "garbseg_runtime"}  # setting -> session key
 RUNTIME_ENV = "GARBSEG_RUNTIME"
+ICE_ENV = "GARBSEG_ICE_SERVERS"  # JSON list of RTCIceServer, e.g. [{"urls": ["stun:stun.example.org:3478"]}]
+_TEMP_PATH = re.compile(r"\S*?" + re.escape(tempfile.gettempdir().rstrip("/")) + r"/garbseg-[^/\s]+/?")
 INFERENCE_LOCK = threading.Lock()
 
 
@@ -72,12 +77,13 @@ class Settings:
 
 def show_error(message: str, exc: BaseException | None = None) -> None:
     """A readable error in the page (the app keeps running); the exception text, never its trace."""
-    detail = f"\n\n`{type(exc).__name__}: {exc}`" if exc is not None and str(exc) not in message else ""
-    st.error(f"{message}{detail}")
+    detail = f"\n\n{type(exc).__name__}: {exc}" if exc is not None and str(exc) not in message else ""
+    st.error(plain(hide_temp_paths(f"{message}{detail}")))  # file names are the visitor's: shown as typed, never as markup
 
 
 def page_setup(title: str, icon: str = ":material/recycling:") -> Settings:
     st.set_page_config(page_title=f"{title} - garbseg", page_icon=icon, layout="wide")
+    sweep_stale_uploads()
     return sidebar_settings()
 
 
@@ -92,6 +98,27 @@ def _persisted(setting: str, default):
 
 def _store(key: str) -> None:
     st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def ice_servers() -> tuple[list[dict], str | None]:
+    """STUN/TURN servers for the webcam's WebRTC link from ``$GARBSEG_ICE_SERVERS`` (a JSON list of
+    ``{"urls": ..., "username": ..., "credential": ...}``); none by default (same machine or LAN), and
+    a warning for a value that is not such a list."""
+    value = os.environ.get(ICE_ENV, "").strip()
+    if not value:
+        return [], None
+    try:
+        servers = json.loads(value)
+    except ValueError as exc:
+        return [], f"{ICE_ENV} is not JSON ({exc}); no STUN/TURN server is used"
+    if not (isinstance(servers, list) and all(isinstance(x, dict) and x.get("urls") for x in servers)):
+        return [], f"{ICE_ENV} must be a JSON list of objects with \"urls\"; no STUN/TURN server is used"
+    return servers, None
+
+
+def hide_temp_paths(text: str) -> str:
+    """A message without the server's temp folders in it (``/tmp/garbseg-dataset-x/a/b.png`` -> ``a/b.png``)."""
+    return _TEMP_PATH.sub("", text)
 
 
 def default_runtime() -> tuple[str, str | None]:
@@ -318,11 +345,26 @@ def clear_bench_rows(everyone: bool = False) -> int:
         return 0
 
 
-@st.cache_resource(max_entries=4, show_spinner="Unpacking the zip...")
-def _extract_zip(key: str, _data: bytes) -> str:
-    return str(extract_dataset_zip(_data))
+@st.cache_resource(max_entries=4, ttl=3600, show_spinner="Unpacking the zip...",
+                   on_release=lambda folder: discard(folder))
+def _extract_zip(key: str, _data: bytes, name: str) -> str:
+    return str(extract_dataset_zip(_data, name=name))
 
 
-def extract_zip(data: bytes) -> str:
-    """Folder of an uploaded zipped data set, unpacked once per distinct upload."""
-    return _extract_zip(digest(data), data)
+def extract_zip(data: bytes, name: str = "the zip") -> str:
+    """Folder of an uploaded zipped data set, unpacked once per distinct upload (deleted when evicted)."""
+    return _extract_zip(digest(data), data, name)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def plain(text: str) -> str:
+    """``text`` (a file name a visitor chose) escaped so Markdown shows it as typed, never as markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+@st.cache_resource(show_spinner=False)
+def sweep_stale_uploads() -> int:
+    """Once per server process: remove temp folders left by sessions that ended hours ago."""
+    return len(sweep_stale())
