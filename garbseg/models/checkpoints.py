@@ -97,7 +97,7 @@ def model_from_state(meta: CheckpointMeta, state: dict[str, torch.Tensor], sourc
     kwargs = {**meta.model_kwargs, "num_classes": meta.num_classes, "aux_loss": False}
     try:
         model = build_model(meta.model, **kwargs)
-    except (TypeError, ValueError) as exc:  # model_kwargs the registry does not take
+    except (TypeError, ValueError, KeyError) as exc:  # model_kwargs the registry does not take, an unknown name
         raise CheckpointError(f"{source}: cannot build {meta.model} from its metadata ({exc})") from exc
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
              if not k.startswith("aux_classifier.")}
