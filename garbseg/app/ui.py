@@ -356,7 +356,7 @@ def extract_zip(data: bytes, name: str = "the zip") -> str:
     return _extract_zip(digest(data), data, name)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#|<>~$!])")  # what can start markup, links or LaTeX
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]()#|<>$!])")  # what can start markup, links, HTML or LaTeX
 
 
 def plain(text: str) -> str:
