@@ -12,10 +12,11 @@ from pathlib import Path
 from .bench import bench_runtimes, write_results
 from .core.errors import GarbsegError
 from .core.machine import torch_threads
-from .core.paths import default_data_dir
+from .core.paths import cache_root, default_data_dir
 from .data import available_splits, load_dataset, load_image, require_classes
 from .inference import Predictor, evaluate
 from .inference.runtimes import parse_runtimes, runtimes_help
+from .inference.runtimes.cache import cache_entries, clean_cache
 from .models import DEFAULT_CLASSES, list_models, open_model, parse_model_name, shipped_checkpoints
 from .present.overlays import mask_to_png, overlay
 from .train import TrainConfig, train
@@ -223,6 +224,19 @@ def cmd_bench(args) -> None:
         print(_table(rows, cols))
 
 
+def cmd_cache(args) -> None:
+    entries = cache_entries()
+    total = sum(size for _, size, _ in entries)
+    if args.clean:
+        removed = clean_cache(int(args.max_size * 2**20))
+        kept = total - sum(size for folder, size, _ in entries if folder in removed)
+        print(f"removed {len(removed)} of {len(entries)} model folders from {cache_root()}; "
+              f"{kept / 2**20:.1f} MB kept")
+    else:
+        print(f"{cache_root()}: {len(entries)} model folders, {total / 2**20:.1f} MB "
+              "(python -m garbseg cache --clean [--max-size MB] frees it)")
+
+
 def _default_classes() -> list[str]:
     """The default data set's classes when it is there (so int8 checks can measure mIoU), else the zoo's."""
     try:
@@ -349,6 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the table to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("cache", help="show or clean the runtime cache", description=(
+        "The runtime cache (exports, checks, auto's choices; $GARBSEG_CACHE or .garbseg_cache/) grows with "
+        "every model and size used. --clean deletes model folders, least recently used first; they are "
+        "rebuilt on next use. Benchmark results are not touched."))
+    p.add_argument("--clean", action="store_true", help="delete cached model folders")
+    p.add_argument("--max-size", dest="max_size", type=NON_NEGATIVE_FLOAT, default=0.0,
+                   help="with --clean: keep the most recently used folders up to this many MB (default 0: all)")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

@@ -488,3 +488,35 @@ def test_the_data_folder_setting_reports_a_bad_folder_and_the_app_lives(app_env,
     assert not at.exception
     (error,) = [e.value for e in at.error]
     assert "cannot be used" in error and "Traceback" not in error
+
+
+# ----------------------------------------------------------------------------- clean-up and limits
+
+
+def test_cache_clean_removes_least_recently_used_model_folders_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GARBSEG_CACHE", str(tmp_path))
+    old, new = tmp_path / "a-net-0123456789abcdef", tmp_path / "b-net-fedcba9876543210"
+    for folder, mtime in ((old, 1000), (new, 2000)):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"\0" * 2**20)
+        os.utime(folder / "model.onnx", (mtime, mtime))
+    (tmp_path / "results.sqlite").write_bytes(b"keep")
+    assert cli(capsys, "cache", "--clean", "--max-size", "1.5")[0] == 0
+    assert not old.exists() and new.exists() and (tmp_path / "results.sqlite").exists()
+    assert cli(capsys, "cache", "--clean")[0] == 0
+    assert not new.exists() and (tmp_path / "results.sqlite").exists()
+
+
+def test_stale_upload_folders_are_swept_and_used_ones_discarded(tmp_path):
+    from garbseg.app.uploads import discard, save_upload, sweep_stale
+
+    path = save_upload(b"data", "../../clip.mp4")
+    assert path.parent.name.startswith("garbseg-upload-") and path.name == "clip.mp4"
+    stale = Path(tempfile.mkdtemp(prefix="garbseg-dataset-"))
+    os.utime(stale, (0, 0))
+    outside = tmp_path / "garbseg-not-temp"
+    outside.mkdir()
+    assert stale in sweep_stale(max_age_hours=1)
+    assert not stale.exists() and path.exists()  # the fresh one stays
+    discard(path, outside / "x")
+    assert not path.parent.exists() and outside.exists()  # only the app's temp folders are removed
