@@ -158,7 +158,6 @@ def main() -> int:
     parser.add_argument("--runtime", default="torch")
     args = parser.parse_args()
 
-    temp_before = {p.name for p in Path(tempfile.gettempdir()).glob("garbseg-*")}
     work = Path(tempfile.mkdtemp(prefix="garbseg-loadtest-"))
     checkpoints = work / "checkpoints"
     checkpoints.mkdir()
@@ -166,8 +165,9 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    (work / "tmp").mkdir()
     env = {**os.environ, "GARBSEG_CACHE": str(work / "cache"), "GARBSEG_CHECKPOINTS": str(checkpoints),
-           "GARBSEG_RUNTIME": args.runtime}
+           "GARBSEG_RUNTIME": args.runtime, "TMPDIR": str(work / "tmp")}  # the server's own temp folder
     log = open(work / "streamlit.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -210,8 +210,8 @@ def main() -> int:
     print(f"server RSS: {out.get('rss_before_mb', float('nan')):.0f} MB after warm-up -> "
           f"{out.get('rss_after_mb', float('nan')):.0f} MB at the end")
     print(f"errors: {len(out['errors'])}" + "".join(f"\n  {e}" for e in out["errors"][:20]))
-    made = {p.name for p in Path(tempfile.gettempdir()).glob("garbseg-*")} - temp_before - {work.name}
-    print(f"garbseg-* temp folders made by the run and left: {len(made)}")
+    made = [p.name for p in (work / "tmp").glob("garbseg-*")]
+    print(f"garbseg-* temp folders the server left: {len(made)}")
     shutil.rmtree(work, ignore_errors=True)
     return 0 if not out["errors"] and alive else 1
 
