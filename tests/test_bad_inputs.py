@@ -17,10 +17,12 @@ Kinds covered (surface in brackets):
 25 labels with class ids beyond the list [eval / zip]
 26 data folder /etc, a file, missing [app setting, CLI eval]
 27 pickle checkpoint whose __reduce__ runs a command [CLI predict]
-28 safetensors: wrong model name, 29 wrong class count, 30 NaN weights, 31 truncated header [CLI eval]
+28 safetensors: wrong model name, 29 wrong class count, 30 NaN weights, 31 truncated header,
+   input_size 0, no normalisation, metadata not JSON [CLI eval]
 32 CLI values out of range [train, eval, predict, bench]     33 damaged state.pt on --resume [CLI train]
 34 same photo uploaded twice + a Markdown file name [Segment page]
 35 predict on an unreadable image [CLI predict]
+36 a runtime cache and stale upload folders that grow [cache --clean, temp sweep]
 """
 
 from __future__ import annotations
@@ -356,6 +358,15 @@ def _edited(good: Path, dst: Path, *, meta=None, tensors=None) -> Path:
     return dst
 
 
+def _raw_header(good: Path, dst: Path, text: str) -> Path:
+    from safetensors import safe_open
+
+    with safe_open(str(good), framework="pt") as f:
+        header = dict(f.metadata())
+    save_file(load_file(str(good)), str(dst), metadata={k: text for k in header})
+    return dst
+
+
 def _truncated(good: Path, dst: Path) -> Path:
     dst.write_bytes(good.read_bytes()[:40])  # the 8-byte length, then a header cut short
     return dst
@@ -373,7 +384,13 @@ def _nan(state):
      "weights do not fit"),
     (lambda good, dst: _edited(good, dst, tensors=_nan), "NaN or infinite"),
     (lambda good, dst: _truncated(good, dst), "not a readable safetensors file"),
-], ids=["wrong-model-name", "unknown-model-name", "wrong-class-count", "nan-weights", "truncated-header"])
+    (lambda good, dst: _edited(good, dst, meta=lambda m: {**m, "input_size": 0}),
+     "input_size must be a whole number from 16 to 4096, not 0"),
+    (lambda good, dst: _edited(good, dst, meta=lambda m: {**m, "normalization": {"std": [1, 1, 1]}}),
+     "normalization must hold 3 means"),
+    (lambda good, dst: _raw_header(good, dst, "{not json"), "metadata is not valid JSON"),
+], ids=["wrong-model-name", "unknown-model-name", "wrong-class-count", "nan-weights", "truncated-header",
+        "input-size-0", "no-normalisation", "metadata-not-json"])
 def test_damaged_safetensors_give_one_line_from_eval(capsys, tmp_path, good_checkpoint, edit, expected, tiny_data):
     bad = edit(good_checkpoint, tmp_path / "bad.safetensors")
     code, err = cli(capsys, "eval", "--checkpoint", bad, "--data", tiny_data)
