@@ -418,10 +418,11 @@ def test_a_pickle_checkpoint_never_runs_its_payload(capsys, tmp_path):
     code, err = cli(capsys, "predict", "--checkpoint", bad, "--out", tmp_path / "out", tmp_path / "x.jpg")
     assert code == 2 and not marker.exists()
     line = one_line(err)
-    assert "evil.pt: refused" in line and "weights_only=True" in line
+    assert "evil.pt: refused" in line and "weights_only=True" in line and "weights_only=False" not in line
     torch.save({"model_state_dict": _RunsACommand(marker)}, tmp_path / "evil2.pt")
     code, err = cli(capsys, "eval", "--checkpoint", tmp_path / "evil2.pt")
     assert code == 2 and not marker.exists() and "evil2.pt: refused" in one_line(err)
+    assert "weights_only=False" not in err and "set to `False`" not in err
 
 
 @pytest.mark.parametrize("folder, expected", [
