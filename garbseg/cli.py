@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -15,11 +16,12 @@ from .bench import bench_runtimes, write_results
 from .core import distributed
 from .core.errors import GarbsegError
 from .core.machine import torch_threads
-from .core.paths import default_data_dir
+from .core.paths import cache_root, default_data_dir
 from .data import available_splits, load_dataset, require_classes
 from .data.export import FORMATS, parse_formats
 from .inference import Predictor, evaluate_sharded
 from .inference.runtimes import parse_runtimes, runtimes_help
+from .inference.runtimes.cache import cache_entries, clean_cache
 from .models import DEFAULT_CLASSES, list_models, open_model, parse_model_name, shipped_checkpoints
 from .present.batch import SUMMARY_FILE, plan_images, predict_images
 from .train import TrainConfig, train
@@ -31,6 +33,45 @@ DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder wi
 
 class CLIError(GarbsegError):
     """An error to print as one line, without a traceback."""
+
+
+# --- option values: every number is checked here, as argparse types (one line, exit 2) ----------
+
+def _ranged(kind, low=None, high=None, what="", *, low_open=False):
+    """An argparse ``type=`` that parses ``kind`` and refuses values outside ``low..high`` (and NaN/inf)."""
+    bounds = (f"{'more than' if low_open else 'at least'} {low}" if high is None
+              else f"at most {high}" if low is None else f"{low}..{high}")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {bounds}{what}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+SIZE = _ranged(int, 16, 4096, " px")
+COUNT = _ranged(int, 1)  # epochs, batch size, runs, steps, images
+NON_NEGATIVE = _ranged(int, 0)
+THREADS = _ranged(int, 1, 1024)
+POSITIVE = _ranged(float, 0, low_open=True)  # learning rate, seconds
+NON_NEGATIVE_FLOAT = _ranged(float, 0)
+FRACTION = _ranged(float, 0, 1)  # opacity, momentum, decay, smoothing
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block): ``prog: error: what (see --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _print_json(obj) -> None:
@@ -69,9 +110,12 @@ def cmd_train(args) -> None:
                  if getattr(args, f.name, None) is not None}
     cfg = TrainConfig(**overrides)
     trainer = train(cfg, resume=args.resume)
-    if trainer.is_main:  # under torchrun, one report for the run
-        print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} "
-              f"(best.safetensors, last.safetensors)")
+    if not trainer.is_main:  # under torchrun, one report for the run
+        return
+    written = [name for name in ("best.safetensors", "last.safetensors") if (Path(trainer.out) / name).is_file()]
+    if not written:
+        raise CLIError(f"no checkpoint was written into {trainer.out} (no epoch finished)")
+    print(f"best val mIoU {trainer.best_miou:.4f}; checkpoints in {trainer.out} ({', '.join(written)})")
 
 
 def _open_data(path, split, skip_broken=False):
@@ -221,6 +265,19 @@ def cmd_bench(args) -> None:
         print(_table(rows, cols))
 
 
+def cmd_cache(args) -> None:
+    entries = cache_entries()
+    total = sum(size for _, size, _ in entries)
+    if args.clean:
+        removed = clean_cache(int(args.max_size * 2**20))
+        kept = total - sum(size for folder, size, _ in entries if folder in removed)
+        print(f"removed {len(removed)} of {len(entries)} model folders from {cache_root()}; "
+              f"{kept / 2**20:.1f} MB kept")
+    else:
+        print(f"{cache_root()}: {len(entries)} model folders, {total / 2**20:.1f} MB "
+              "(python -m garbseg cache --clean [--max-size MB] frees it)")
+
+
 def _default_classes() -> list[str]:
     """The default data set's classes when it is there (so int8 checks can measure mIoU), else the zoo's."""
     try:
@@ -234,7 +291,7 @@ def _default_classes() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     data_dir = str(default_data_dir())
     runtime_help = runtimes_help()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m garbseg",
         description="Train, evaluate, run and benchmark garbage segmentation models. "
                     "Models are named <backbone>-<head>, e.g. mobilenet_v3_large-deeplabv3.",
@@ -253,45 +310,46 @@ def build_parser() -> argparse.ArgumentParser:
         "the same run trains with DistributedDataParallel: --batch-size is the global batch, shared evenly."))
     p.add_argument("--model", required=True, help="model name, see `python -m garbseg models`")
     p.add_argument("--data", default=data_dir, help=DATA_HELP)
-    p.add_argument("--epochs", type=int, help="number of epochs (default 10)")
+    p.add_argument("--epochs", type=COUNT, help="number of epochs (default 10)")
     p.add_argument("--out", help="run folder (default runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     p.add_argument("--backbone-init", dest="backbone_init",
                    help="random (default), imagenet, a state_dict file for the backbone, or a garbseg "
                         "checkpoint (.safetensors) of a model with the same backbone, whose trunk is taken")
-    p.add_argument("--batch-size", dest="batch_size", type=int,
+    p.add_argument("--batch-size", dest="batch_size", type=COUNT,
                    help="images per step in total (default 8); under torchrun each process takes its share")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4 MobileNets, 5e-5 ResNet50)")
-    p.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay (default 1e-4)")
+    p.add_argument("--lr", type=POSITIVE, help="AdamW learning rate (default 1e-4 MobileNets, 5e-5 ResNet50)")
+    p.add_argument("--weight-decay", dest="weight_decay", type=NON_NEGATIVE_FLOAT,
+                   help="AdamW weight decay (default 1e-4)")
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"], help="learning-rate schedule (default cosine)")
-    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, help="linear warm-up epochs (default 0)")
-    p.add_argument("--size", type=int, help="training crop and inference size (default 224)")
-    p.add_argument("--resize", type=int, help="square resize before cropping (default 256)")
-    p.add_argument("--output-stride", dest="output_stride", type=int, help="backbone output stride (8, 16, 32)")
+    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=NON_NEGATIVE, help="linear warm-up epochs (default 0)")
+    p.add_argument("--size", type=SIZE, help="training crop and inference size (default 224)")
+    p.add_argument("--resize", type=SIZE, help="square resize before cropping (default 256)")
+    p.add_argument("--output-stride", dest="output_stride", type=int, choices=[8, 16, 32], help="backbone output stride (8, 16, 32)")
     p.add_argument("--no-aux-loss", dest="aux_loss", action="store_false", default=None,
                    help="train without the auxiliary head")
     p.add_argument("--bf16", dest="bf16", action="store_true", default=None, help="force bf16 autocast")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast")
-    p.add_argument("--num-workers", dest="num_workers", type=int, help="data loader processes (default 0)")
+    p.add_argument("--num-workers", dest="num_workers", type=NON_NEGATIVE, help="data loader processes (default 0)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int, help="cap steps (quick trials)")
-    p.add_argument("--limit-val", dest="limit_val", type=int, help="validate on the first N images only")
+    p.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=COUNT, help="cap steps (quick trials)")
+    p.add_argument("--limit-val", dest="limit_val", type=COUNT, help="validate on the first N images only")
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument("--augment-on-device", dest="augment_on_device", action="store_true", default=None,
                    help="augment whole batches as tensors on --device (keeps a GPU busy)")
-    p.add_argument("--val-every", dest="val_every", type=int, help="validate every N epochs and after the last (default 1)")
-    p.add_argument("--time-budget", dest="time_budget_s", type=float,
+    p.add_argument("--val-every", dest="val_every", type=COUNT, help="validate every N epochs and after the last (default 1)")
+    p.add_argument("--time-budget", dest="time_budget_s", type=POSITIVE,
                    help="seconds: after the first epochs, run as many epochs (up to --epochs) as fit")
-    p.add_argument("--backbone-lr-scale", dest="backbone_lr_scale", type=float,
+    p.add_argument("--backbone-lr-scale", dest="backbone_lr_scale", type=NON_NEGATIVE_FLOAT,
                    help="backbone learning rate relative to the heads (default 1; e.g. 0.1 for a pretrained trunk)")
-    p.add_argument("--bn-momentum", dest="bn_momentum", type=float, help="BatchNorm momentum (default 0.1)")
+    p.add_argument("--bn-momentum", dest="bn_momentum", type=FRACTION, help="BatchNorm momentum (default 0.1)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no random augmentation (flips, affine, colour jitter): resize and normalise only")
     p.add_argument("--freeze-bn", dest="freeze_bn", action="store_true", default=None,
                    help="keep batch norm in eval mode while training (fixed statistics, as the paper fine-tuned; "
                         "under torchrun, N processes then train exactly as one with the same global batch)")
-    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="cross-entropy label smoothing")
-    p.add_argument("--ema-decay", dest="ema_decay", type=float,
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=FRACTION, help="cross-entropy label smoothing")
+    p.add_argument("--ema-decay", dest="ema_decay", type=FRACTION,
                    help="validate and save a moving average of the weights with this per-step decay "
                         "(e.g. 0.998; default: off, the raw weights)")
     p.add_argument("--init-from", dest="init_from",
@@ -311,9 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint(p)
     p.add_argument("--data", default=data_dir, help=DATA_HELP)
     p.add_argument("--split", default="val", help="split inside a data root (default val)")
-    p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=4)
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--size", type=SIZE, help="input size (default: the checkpoint's)")
+    p.add_argument("--batch-size", dest="batch_size", type=COUNT, default=4)
+    p.add_argument("--threads", type=THREADS, help="torch threads (default: all cores)")
     p.add_argument("--skip-broken", action="store_true",
                    help="leave out unreadable images or labels with a warning instead of stopping")
     p.add_argument("--runtime", default="torch", help=runtime_help + " (default torch: the reference scores "
@@ -336,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(coco.json), YOLOv8-seg polygons (labels/ + data.yaml), CVAT Segmentation mask 1.1 "
                    "(cvat.zip); the photos are linked into images/ so the sets load back as data")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--size", type=int, help="input size (default: the checkpoint's)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--size", type=SIZE, help="input size (default: the checkpoint's)")
+    p.add_argument("--alpha", type=FRACTION, default=0.5, help="overlay opacity (default 0.5)")
     p.add_argument("--runtime", default="auto", help=runtime_help + " (default auto; it considers int8 runtimes "
                    "only once they are calibrated, see --calibrate)")
     p.add_argument("--calibrate", action="store_true",
@@ -352,10 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint", nargs="+", help="checkpoint files or run folders")
     group.add_argument("--model", action="append", help="model name (repeatable); uses its shipped "
                                                         "checkpoint, or random weights flagged trained=false")
-    p.add_argument("--size", type=int, help="square input size for every model (default: each checkpoint's own)")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
+    p.add_argument("--size", type=SIZE, help="square input size for every model (default: each checkpoint's own)")
+    p.add_argument("--threads", type=THREADS, help="torch threads (default: all cores)")
+    p.add_argument("--runs", type=COUNT, default=20, help="timed runs (default 20)")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--data", help="labelled data for accuracy columns; " + DATA_HELP)
     p.add_argument("--split", default="val", help="split inside a data root (default val)")
     p.add_argument("--runtime", default="torch", help=runtime_help + " Comma list: one row per model and "
@@ -363,6 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the table to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("cache", help="show or clean the runtime cache", description=(
+        "The runtime cache (exports, checks, auto's choices; $GARBSEG_CACHE or .garbseg_cache/) grows with "
+        "every model and size used. --clean deletes model folders, least recently used first; they are "
+        "rebuilt on next use. Benchmark results are not touched."))
+    p.add_argument("--clean", action="store_true", help="delete cached model folders")
+    p.add_argument("--max-size", dest="max_size", type=NON_NEGATIVE_FLOAT, default=0.0,
+                   help="with --clean: keep the most recently used folders up to this many MB (default 0: all)")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

@@ -52,8 +52,8 @@ for name in chosen_examples:
     labelled = ui.example(settings.data_dir, name)
     items.append((labelled.photo, labelled))
 
-for photo, labelled in items:
-    st.subheader(photo.name)
+for index, (photo, labelled) in enumerate(items):  # the same photo may come twice: keys carry the index
+    st.subheader(ui.plain(photo.name))
     if photo.resized:
         st.caption(f"{photo.original_size[0]}x{photo.original_size[1]} px, segmented at "
                    f"{photo.image.width}x{photo.image.height} px")
@@ -67,7 +67,7 @@ for photo, labelled in items:
             try:
                 result = ui.segment(photo, name, classes, settings, input_size)
             except Exception as exc:  # a model that fails must not take the page down
-                ui.show_error(f"{name} failed on {photo.name}", exc)
+                ui.show_error(f"{name} failed on {ui.plain(photo.name)}", exc)
                 continue
             segmented.append((photo.name, photo.image, name, result.classes, result.mask))
             picture = result.render(photo.image, alpha=alpha, style=style)
@@ -82,9 +82,9 @@ for photo, labelled in items:
             picture.save(overlay_png, format="PNG")
             stem = photo.name.rsplit(".", 1)[0]
             st.download_button("Mask PNG", mask_png.getvalue(), f"{stem}_{name}_mask.png", "image/png",
-                               key=f"mask-{photo.digest}-{name}", width="stretch", on_click="ignore")
+                               key=f"mask-{index}-{photo.digest}-{name}", width="stretch", on_click="ignore")
             st.download_button(f"{style.capitalize()} PNG", overlay_png.getvalue(), f"{stem}_{name}_{style}.png",
-                               "image/png", key=f"overlay-{photo.digest}-{name}", width="stretch",
+                               "image/png", key=f"overlay-{index}-{photo.digest}-{name}", width="stretch",
                                on_click="ignore")
 
 if segmented:

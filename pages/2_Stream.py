@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from garbseg.app import ui
-from garbseg.app.uploads import VIDEO_TYPES, UploadError, decode_photo, digest, save_upload
+from garbseg.app.uploads import TEMP_PREFIX, VIDEO_TYPES, UploadError, decode_photo, digest, discard, save_upload
 from garbseg.present.video import LiveSegmenter, VideoError, segment_video
 from garbseg.present.charts import frame_latency_figure
 from garbseg.present.overlays import legend_html
@@ -61,9 +61,10 @@ with video_tab:
                 preview.image(event.frame, caption="live preview", width=480)
                 shown[0] = time.perf_counter()
 
+        src = dst = None
         try:
             src = save_upload(data, upload.name)
-            dst = Path(tempfile.mkdtemp(prefix="garbseg-video-")) / f"{Path(upload.name).stem}_segmented.mp4"
+            dst = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}video-")) / f"{Path(upload.name).stem}_segmented.mp4"
             segmenter = predictor()
             report = segment_video(src, dst, segmenter, stride=int(stride), max_side=int(max_side), alpha=alpha,
                                    style=style, max_frames=int(max_frames) or None, on_frame=on_frame)
@@ -76,11 +77,12 @@ with video_tab:
         finally:
             bar.empty()
             preview.empty()
+            discard(src, dst)  # the upload and the mp4 (its bytes are kept in the session) leave the disk
 
     result = st.session_state.get("video_result")
     if result and upload is not None and result["key"][0] == digest(upload.getvalue()):
         report = result["report"]
-        st.subheader(f"{result['name']} - {result['model']}")
+        st.subheader(ui.plain(f"{result['name']} - {result['model']}"))
         if not report.browser_playable:
             st.warning("No H.264 encoder here: the video is MPEG-4 (mp4v); download it to play it.")
         if report.truncated:
@@ -136,9 +138,16 @@ with webcam_tab:
         segmenter.predictor, segmenter.alpha, segmenter.style = live, alpha, style
         st.caption(f"Network on `{live.resolved_runtime}`. The frame rate and per-frame latency are drawn in the "
                    "top-left corner of the video.")
+        ice_servers, ice_problem = ui.ice_servers()
+        if ice_problem:
+            st.warning(ice_problem)
+        st.caption("No picture? The browser gives a camera only to https pages or localhost, and only once you "
+                   "allow it; served from another machine, the video also needs a STUN/TURN server "
+                   f"({ui.ICE_ENV}). Single snapshot works without either.")
         try:
             webrtc_streamer(key="live", mode=WebRtcMode.SENDRECV, video_frame_callback=segmenter.av_callback,
-                            media_stream_constraints={"video": True, "audio": False}, async_processing=True)
+                            media_stream_constraints={"video": True, "audio": False}, async_processing=True,
+                            rtc_configuration={"iceServers": ice_servers})
         except Exception as exc:  # no WebRTC session in this server: fall back to snapshots
             ui.show_error("Live video is unavailable in this session; take single snapshots instead.", exc)
             snapshot_fallback()

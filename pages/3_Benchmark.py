@@ -6,7 +6,7 @@ from dataclasses import replace
 import streamlit as st
 
 from garbseg.app import ui
-from garbseg.bench.results import export_bytes, merge_rows
+from garbseg.bench.results import export_bytes
 from garbseg.bench.suite import evidence, open_eval_set, run_suite
 from garbseg.inference.runtimes import RUNTIMES
 from garbseg.models import list_models
@@ -62,7 +62,7 @@ if start:
         elif source == "uploaded zip":
             if archive is None:
                 raise ValueError("choose a zip file first, or pick another labelled set")
-            location = (ui.extract_zip(archive.getvalue()), split.strip() or None)
+            location = (ui.extract_zip(archive.getvalue(), archive.name), split.strip() or None)
         if location:
             dataset = open_eval_set(*location, int(max_images) or None)
     except Exception as exc:  # unreadable folder or zip: say so, keep the page alive
@@ -75,7 +75,7 @@ if start:
         bar = st.progress(0.0, text="starting")
         classes = dataset.classes if dataset is not None else ui.classes_for_untrained(settings)
         size = None if size_choice == "model default" else int(size_choice)
-        with ui.INFERENCE_LOCK:  # timings are not shared with another visitor's inference
+        with ui.InferenceSection(int(threads)):  # no other session's inference shares the cores meanwhile
             outcome = run_suite(names, lambda name: ui.get_model(name, classes), size=size, threads=int(threads),
                                 warmup=int(warmup), runs=int(runs), dataset=dataset,
                                 runtimes=runtimes or ["torch"],
@@ -84,13 +84,15 @@ if start:
         for problem in outcome.problems:
             st.warning(problem)
         if outcome.rows:
-            ui.set_bench_rows(merge_rows(ui.bench_rows(), outcome.rows))
+            ui.add_bench_rows(outcome.rows)
             if location:
                 st.session_state["bench_eval_location"] = location
             st.success(f"Measured {len(outcome.rows)} result row(s)"
                        + (f" on {len(dataset)} photos of {dataset.name}." if dataset is not None else "."))
 
-rows = ui.bench_rows()
+shared = st.toggle("Show everyone's results", key="bench_shared",
+                   help="Off: only the runs of this browser session. On: the shared history of every session.")
+rows = ui.bench_rows(shared=shared)
 if not rows:
     st.info("No results yet: choose models and press *Run benchmark*.")
     st.stop()
@@ -177,6 +179,8 @@ c2.download_button("JSON", lambda: export_bytes(rows, ".json"), "bench_results.j
 c3.download_button("HTML report", lambda: build_report(rows, standard_figures(rows, list(PAPER_TABLE1)),
                                                      samples=samples),
                    "bench_report.html", "text/html", on_click="ignore")
-if c4.button("Clear results"):
-    ui.set_bench_rows([])
+everyone = shared and c4.checkbox("everyone's", key="bench_clear_everyone",
+                                  help="Clear removes every session's results, not only yours")
+if c4.button("Clear results", help="Removes the results of this session (or everyone's, when ticked)"):
+    ui.clear_bench_rows(everyone=everyone)
     st.rerun()

@@ -17,6 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REAL_DATA, make_yolo_set, requires_real_data, zip_folder
+from garbseg.bench.results import ResultsStore
 from garbseg.models import DEFAULT_CLASSES, UNTRAINED, make_metadata, random_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,10 +232,12 @@ def test_stream_unreadable_video_shows_an_error():
 # ----------------------------------------------------------------------------- benchmark
 
 
-def run_benchmark(at: AppTest, *, source: str = "configured folder", archive: bytes | None = None) -> AppTest:
+def run_benchmark(at: AppTest, *, source: str = "configured folder", archive: bytes | None = None,
+                  size: int | str = "model default") -> AppTest:
     """A quick run: one model on eager torch, a 2-photo stratified sample (grown to one photo per class)."""
     at.multiselect(key="bench_models").set_value([FAST])
     at.multiselect(key="bench_runtimes").set_value(["torch"])
+    at.selectbox(key="bench_size").set_value(size)
     at.number_input(key="bench_runs").set_value(3)
     at.number_input(key="bench_warmup").set_value(1)
     at.number_input(key="bench_max_images").set_value(2)
@@ -264,9 +267,11 @@ def test_benchmark_on_real_images_gives_table_scatter_and_persisted_results(tmp_
     assert scatter["data"][0]["name"] == f"measured here - {UNTRAINED}"
     assert [b.label for b in at.download_button] == ["CSV", "JSON", "HTML report"]
 
-    saved = json.loads((tmp_path / "cache" / "bench_results.json").read_text())
-    assert [r["model"] for r in saved] == [FAST] and len(saved[0]["latency_samples_ms"]) == 3
-    restarted = open_app("pages/3_Benchmark.py")  # a new session reads the file
+    saved, problems = ResultsStore.open(str(tmp_path / "cache" / "results.sqlite")).rows()
+    assert [r["model"] for r in saved] == [FAST] and len(saved[0]["latency_samples_ms"]) == 3 and not problems
+    restarted = open_app("pages/3_Benchmark.py")  # a new session sees its own (none) unless it asks for all
+    assert any("No results yet" in i.value for i in restarted.info)
+    restarted.toggle(key="bench_shared").set_value(True).run()
     assert list(restarted.dataframe[0].value["model"]) == [FAST]
     assert len(plotly_specs(restarted)) >= 3
 
@@ -347,6 +352,53 @@ def test_benchmark_bad_zip_shows_an_error_not_a_trace():
     assert_clean(at)
     assert any("Cannot open the labelled set" in e and "not a zip" in e for e in errors(at))
     assert not at.success
+
+
+def test_two_sessions_benchmarking_at_once_keep_all_their_rows_and_see_only_their_own(tmp_path):
+    """Two visitors run benchmarks at the same time (threads, as Streamlit serves sessions): each keeps
+    every row it measured, sees none of the other's until it asks for the shared view, and clears only
+    its own."""
+    import threading
+
+    sessions = [open_app("pages/3_Benchmark.py"), open_app("pages/3_Benchmark.py")]
+    failures = []
+
+    def visitor(at, sizes):
+        try:
+            for size in sizes:
+                run_benchmark(at, source="none (speed only)", size=size)
+                assert_clean(at)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=visitor, args=(at, sizes)) for at, sizes in zip(sessions, [[224, 320], [224]])]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures, failures
+    mine, theirs = sessions
+    assert sorted(mine.dataframe[0].value["size"]) == [224, 320]
+    assert list(theirs.dataframe[0].value["size"]) == [224]
+    theirs.toggle(key="bench_shared").set_value(True).run()
+    assert sorted(theirs.dataframe[0].value["size"]) == [224, 224, 320]
+    assert len(ResultsStore.open(str(tmp_path / "cache" / "results.sqlite")).rows()[0]) == 3
+    next(b for b in mine.button if b.label == "Clear results").click().run()  # clears only mine
+    assert any("No results yet" in i.value for i in mine.info)
+    theirs.run()
+    assert list(theirs.dataframe[0].value["size"]) == [224]
+
+
+def test_a_bad_value_in_the_results_database_is_a_warning_not_a_trace(tmp_path):
+    store = ResultsStore.open(str(tmp_path / "cache" / "results.sqlite"))
+    good = {"model": FAST, "runtime": "torch", "size": 224, "threads": 1, "latency_p50_ms": 10.0,
+            "latency_p95_ms": 11.0, "fps": 100.0, "latency_samples_ms": [10.0, 11.0]}
+    store.add([good, {**good, "size": 320, "latency_p50_ms": "fast"}], "someone-else")
+    at = open_app("pages/3_Benchmark.py")
+    at.toggle(key="bench_shared").set_value(True).run()
+    assert_clean(at)
+    assert list(at.dataframe[0].value["size"]) == [224]
+    assert any("latency_p50_ms='fast' is not a number; left out" in w.value for w in at.warning)
 
 
 # ----------------------------------------------------------------------------- models

@@ -1,4 +1,4 @@
-"""garbseg.bench.suite and garbseg.bench.results: what the Benchmark page runs and keeps."""
+"""garbseg.bench.suite: what the Benchmark page runs (the results store: test_results_store.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from garbseg.bench.suite import open_eval_set, run_suite
 from garbseg.models import random_model
-from garbseg.bench.results import load_results, merge_rows, results_path, save_results
+from garbseg.bench.results import merge_rows
 
 FAST = "mobilenet_v3_large-lraspp"
 
@@ -47,22 +47,12 @@ def test_suite_rows_come_from_the_shared_pipeline_with_speedups(tiny_data):
     assert outcome.rows[0]["speedup_vs_torch"] == 1.0 and outcome.rows[1]["speedup_vs_torch"] > 0
 
 
-def test_results_merge_replaces_same_measurement_and_keeps_others(tmp_path):
+def test_results_merge_replaces_same_measurement_and_keeps_others():
     a = {"model": "a", "runtime": "torch", "size": 224, "threads": 2, "dataset": "d", "num_images": 3, "fps": 1}
     b = {**a, "model": "b"}
     a2 = {**a, "fps": 2}
     a512 = {**a, "size": 512}
     assert merge_rows([a, b], [a2, a512]) == [a2, b, a512]
-    path = save_results([a2, b], results_path(tmp_path))
-    assert load_results(path) == [a2, b]
-
-
-@pytest.mark.parametrize("content", ["", "{not json", '{"a": 1}', '[1, {"no_model": 1}]'])
-def test_unreadable_results_file_means_no_results(tmp_path, content):
-    path = tmp_path / "bench_results.json"
-    path.write_text(content)
-    assert load_results(path) == []
-    assert load_results(tmp_path / "missing.json") == []
 
 
 def test_evaluate_raises_a_dataset_error_naming_both_class_lists(tiny_data):

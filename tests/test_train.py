@@ -226,3 +226,54 @@ def test_ema_run_saves_and_resumes_the_average(tiny_data, tmp_path):
     train(TrainConfig(**{**cfg.__dict__, "out": str(plain), "ema_decay": None}), progress=False, log=lambda s: None)
     with pytest.raises(ValueError, match="weight average"):
         Trainer(TrainConfig(**{**cfg.__dict__, "out": str(plain)}), progress=False, log=lambda s: None).resume()
+
+
+def _run_files_are_whole(out: Path) -> int:
+    """Every file the run holds reads completely; the epoch state.pt says is done (0 without one)."""
+    for name in ("last.safetensors", "best.safetensors"):
+        if (out / name).exists():
+            load_checkpoint(out / name)  # raises on a half-written or damaged file
+    if (out / "history.json").exists():
+        json.loads((out / "history.json").read_text())
+    if not (out / "state.pt").exists():
+        return 0
+    return int(torch.load(out / "state.pt", weights_only=True)["epoch"])
+
+
+def test_ten_sigkills_at_random_moments_lose_at_most_the_epoch_in_progress(tiny_data, tmp_path):
+    """SIGKILL at >= 10 random moments, half of them the instant an atomic write's temp file appears
+    (mid checkpoint or state write): after each, every file reads whole, no finished epoch is lost, and
+    the resume removes the temp files the kill left; the last resume finishes every epoch."""
+    import random
+
+    rng = random.Random(15)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, epochs = tmp_path / "run", 30
+    cmd = _train_cmd(tiny_data, out, epochs, "--size", "32", "--resize", "32", "--max-steps-per-epoch", "1",
+                     "--limit-val", "1", "--resume")
+    kills, done, tries, mid_write = 0, 0, 0, 0
+    while kills < 10 and tries < 25:
+        tries += 1
+        leftovers_before = {p.name for p in out.glob(".*.partial")} if out.exists() else set()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        on_write = kills % 2 == 1
+        deadline = time.time() + (60 if on_write else rng.uniform(3.0, 9.0))
+        while proc.poll() is None and time.time() < deadline:
+            if on_write and any(p.name not in leftovers_before for p in out.glob(".*.partial")):
+                break
+            time.sleep(0.001 if on_write else 0.05)
+        if proc.poll() is not None:
+            break  # finished before the kill: the run is complete
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        mid_write += bool(list(out.glob(".*.partial")))
+        now = _run_files_are_whole(out)
+        assert now >= done, f"kill {kills}: state went back from epoch {done} to {now}"
+        done = now
+    assert kills >= 10 and mid_write >= 3, (kills, mid_write)
+    final = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    assert [h["epoch"] for h in _history(out)] == list(range(1, epochs + 1))
+    assert _run_files_are_whole(out) == epochs
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp file left behind

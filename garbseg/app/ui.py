@@ -11,17 +11,20 @@ across them, so two sessions never split the cores (or an engine) between them.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
-import torch
 from PIL import Image
 
-from ..bench.results import load_results, results_path, save_results
-from ..core.machine import default_threads
+from ..bench.results import ResultsError, ResultsStore, database_path, merge_rows
+from ..core.machine import default_threads, torch_threads
 from ..core.paths import default_data_dir
 from ..data import available_splits, load_dataset, preferred_split
 from ..inference import Predictor, SharedPredictor
@@ -30,12 +33,39 @@ from ..models import shipped_checkpoint
 from ..models.model_card import model_card as build_model_card
 from ..models.zoo import BACKBONES, DEFAULT_CLASSES, HEADS, compose_name, default_model, model_label, open_model
 from .segment import LabelledPhoto, Segmentation, labelled_photo, segment_image
-from .uploads import digest, extract_dataset_zip
+from .uploads import digest, discard, extract_dataset_zip, sweep_stale
 
 _PERSIST = {"threads": "garbseg_threads", "data_dir": "garbseg_data_dir",
             "runtime": "garbseg_runtime"}  # setting -> session key
 RUNTIME_ENV = "GARBSEG_RUNTIME"
+ICE_ENV = "GARBSEG_ICE_SERVERS"  # JSON list of RTCIceServer, e.g. [{"urls": ["stun:stun.example.org:3478"]}]
+_TEMP_PATH = re.compile(r"\S*?" + re.escape(tempfile.gettempdir().rstrip("/")) + r"/garbseg-[^/\s]+/?")
 INFERENCE_LOCK = threading.Lock()
+
+
+class InferenceSection:
+    """``with InferenceSection(threads):`` holds ``INFERENCE_LOCK`` and pins torch to ``threads`` for the
+    block, so no session's page run changes the process-wide thread count under another's timing."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self._pin = None
+
+    def __enter__(self):
+        INFERENCE_LOCK.acquire()
+        try:
+            self._pin = torch_threads(self.threads)
+            self._pin.__enter__()
+        except BaseException:
+            INFERENCE_LOCK.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._pin.__exit__(*exc)
+        finally:
+            INFERENCE_LOCK.release()
 
 
 @dataclass
@@ -47,12 +77,13 @@ class Settings:
 
 def show_error(message: str, exc: BaseException | None = None) -> None:
     """A readable error in the page (the app keeps running); the exception text, never its trace."""
-    detail = f"\n\n`{type(exc).__name__}: {exc}`" if exc is not None and str(exc) not in message else ""
-    st.error(f"{message}{detail}")
+    detail = f"\n\n{type(exc).__name__}: {exc}" if exc is not None and str(exc) not in message else ""
+    st.error(plain(hide_temp_paths(f"{message}{detail}")))  # file names are the visitor's: shown as typed, never as markup
 
 
 def page_setup(title: str, icon: str = ":material/recycling:") -> Settings:
     st.set_page_config(page_title=f"{title} - garbseg", page_icon=icon, layout="wide")
+    sweep_stale_uploads()
     return sidebar_settings()
 
 
@@ -67,6 +98,27 @@ def _persisted(setting: str, default):
 
 def _store(key: str) -> None:
     st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def ice_servers() -> tuple[list[dict], str | None]:
+    """STUN/TURN servers for the webcam's WebRTC link from ``$GARBSEG_ICE_SERVERS`` (a JSON list of
+    ``{"urls": ..., "username": ..., "credential": ...}``); none by default (same machine or LAN), and
+    a warning for a value that is not such a list."""
+    value = os.environ.get(ICE_ENV, "").strip()
+    if not value:
+        return [], None
+    try:
+        servers = json.loads(value)
+    except ValueError as exc:
+        return [], f"{ICE_ENV} is not JSON ({exc}); no STUN/TURN server is used"
+    if not (isinstance(servers, list) and all(isinstance(x, dict) and x.get("urls") for x in servers)):
+        return [], f"{ICE_ENV} must be a JSON list of objects with \"urls\"; no STUN/TURN server is used"
+    return servers, None
+
+
+def hide_temp_paths(text: str) -> str:
+    """A message without the server's temp folders in it (``/tmp/garbseg-dataset-x/a/b.png`` -> ``a/b.png``)."""
+    return _TEMP_PATH.sub("", text)
 
 
 def default_runtime() -> tuple[str, str | None]:
@@ -100,9 +152,7 @@ def sidebar_settings() -> Settings:
                            "Default from the GARBSEG_DATA environment variable.")
     settings = Settings(int(st.session_state[key]), str(st.session_state[data_key]).strip(),
                         str(st.session_state[runtime_key]))
-    if torch.get_num_threads() != settings.threads:
-        torch.set_num_threads(settings.threads)
-    return settings
+    return settings  # threads are pinned per call, inside the inference lock (inference_section)
 
 
 # ----------------------------------------------------------------------------- data
@@ -182,7 +232,7 @@ def _engine(name: str, checkpoint: str | None, mtime: float | None, classes: tup
     loaded = _load_model(name, checkpoint, mtime, classes)
     # The lock also keeps other sessions' inference off the cores while auto times the runtimes.
     # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
-    with INFERENCE_LOCK:
+    with InferenceSection(threads):
         predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
                               calibrate=False)
         predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
@@ -194,7 +244,7 @@ def get_predictor(name: str, classes: list[str], settings: Settings, input_size:
     checkpoint, mtime = _checkpoint_key(name)
     engine = _engine(name, checkpoint, mtime, () if checkpoint else tuple(classes), input_size, settings.runtime,
                      settings.threads, settings.data_dir)
-    return SharedPredictor(engine, INFERENCE_LOCK)
+    return SharedPredictor(engine, InferenceSection(settings.threads))
 
 
 def label(name: str) -> str:
@@ -242,26 +292,88 @@ def model_card(name: str, checkpoint: Path | None) -> dict:
 # ----------------------------------------------------------------------------- benchmark results
 
 
-def bench_rows() -> list[dict]:
-    """This session's results, seeded from the results file so a restart keeps them."""
-    if "bench_rows" not in st.session_state:
-        st.session_state["bench_rows"] = load_results(results_path())
-    return st.session_state["bench_rows"]
+@st.cache_resource(show_spinner=False)
+def _results_store(path: str) -> ResultsStore:
+    return ResultsStore.open(path)
 
 
-def set_bench_rows(rows: list[dict]) -> None:
-    st.session_state["bench_rows"] = rows
+def results_store() -> ResultsStore | None:
+    """The results database of this process (None, with an error shown, where it cannot be used)."""
     try:
-        save_results(rows, results_path())
-    except OSError as exc:
-        st.warning(f"Results kept for this session only; cannot write {results_path()}: {exc}")
+        store = _results_store(str(database_path()))
+    except ResultsError as exc:
+        st.error(f"Results are not saved: {exc}")
+        return None
+    for notice in store.take_notices():  # reported once, to whoever opens it first
+        st.warning(notice)
+    return store
 
 
-@st.cache_resource(max_entries=4, show_spinner="Unpacking the zip...")
-def _extract_zip(key: str, _data: bytes) -> str:
-    return str(extract_dataset_zip(_data))
+def session_id() -> str:
+    """This browser session's id: the owner of the results it measures."""
+    if "garbseg_session" not in st.session_state:
+        st.session_state["garbseg_session"] = uuid.uuid4().hex
+    return st.session_state["garbseg_session"]
 
 
-def extract_zip(data: bytes) -> str:
-    """Folder of an uploaded zipped data set, unpacked once per distinct upload."""
-    return _extract_zip(digest(data), data)
+def bench_rows(shared: bool = False) -> list[dict]:
+    """This session's saved results (``shared``: every session's), checked; problems shown as warnings."""
+    store = results_store()
+    if store is None:
+        return list(st.session_state.get("bench_rows_unsaved", []))
+    rows, problems = store.rows(None if shared else session_id())
+    if problems:
+        st.warning(f"{len(problems)} problem(s) with stored results: " + "; ".join(problems[:5])
+                   + (" ..." if len(problems) > 5 else ""))
+    return rows
+
+
+def add_bench_rows(rows: list[dict]) -> None:
+    """Save this session's new rows (each replaces its own older row with the same key)."""
+    store = results_store()
+    try:
+        if store is None:
+            raise ResultsError("no results database")
+        store.add(rows, session_id())
+    except ResultsError as exc:
+        kept = st.session_state.setdefault("bench_rows_unsaved", [])
+        kept[:] = merge_rows(kept, rows)
+        st.warning(f"Results kept for this session only: {exc}")
+
+
+def clear_bench_rows(everyone: bool = False) -> int:
+    """Delete this session's rows (``everyone``: all sessions'); how many went."""
+    st.session_state.pop("bench_rows_unsaved", None)
+    store = results_store()
+    if store is None:
+        return 0
+    try:
+        return store.clear(None if everyone else session_id())
+    except ResultsError as exc:
+        st.error(str(exc))
+        return 0
+
+
+@st.cache_resource(max_entries=4, ttl=3600, show_spinner="Unpacking the zip...",
+                   on_release=lambda folder: discard(folder))
+def _extract_zip(key: str, _data: bytes, name: str) -> str:
+    return str(extract_dataset_zip(_data, name=name))
+
+
+def extract_zip(data: bytes, name: str = "the zip") -> str:
+    """Folder of an uploaded zipped data set, unpacked once per distinct upload (deleted when evicted)."""
+    return _extract_zip(digest(data), data, name)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]()#|<>$!])")  # what can start markup, links, HTML or LaTeX
+
+
+def plain(text: str) -> str:
+    """``text`` (a file name a visitor chose) escaped so Markdown shows it as typed, never as markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+@st.cache_resource(show_spinner=False)
+def sweep_stale_uploads() -> int:
+    """Once per server process: remove temp folders left by sessions that ended hours ago."""
+    return len(sweep_stale())

@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import Callable
 
 
+_PARTIAL = ".partial"  # the suffix of atomic_write's temp files: what a killed process leaves behind
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file.
+
+    The temp file is ``.<name>.<random>.partial`` beside ``path``; one left by a killed process is
+    removed by :func:`remove_partial_writes`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PARTIAL, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -21,6 +27,25 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_partial_writes(folder: str | Path, names: list[str] | None = None) -> list[Path]:
+    """Delete the temp files that atomic writes into ``folder`` (of ``names`` only, when given) left
+    behind when their process was killed; the removed paths. Call it only where no writer is running."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if not path.name.startswith(".") or not path.is_file():
+            continue
+        target = path.name[1:].rsplit(".", 2)[0] if path.name.endswith(_PARTIAL) else path.name[1:].rsplit(".", 1)[0]
+        if names is not None and target not in names:
+            continue
+        if path.name.endswith(_PARTIAL) or (names is not None and target in names):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def read_json(path: str | Path) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .constants import IMAGE_SUFFIXES, DatasetError
 
@@ -46,6 +46,15 @@ def _decode_with(source: str | os.PathLike | BinaryIO, convert: Callable[[Image.
             return convert(img)
     except DatasetError:
         raise
+    except UnidentifiedImageError as exc:  # its text is the file object's repr: say what it means instead
+        raise DatasetError(f"cannot decode {what}: not a known image format") from exc
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(f"cannot decode {what}: {exc}".replace(", could be decompression bomb DOS attack.",
+                                                                  " (a decompression bomb?)")) from exc
+    except OSError as exc:
+        if "truncated" not in str(exc).lower():
+            raise DatasetError(f"cannot decode {what}: {exc}") from exc
+        raise DatasetError(f"cannot decode {what}: the file is cut short (truncated)") from exc
     except Exception as exc:  # PIL raises many types for undecodable files
         raise DatasetError(f"cannot decode {what}: {exc}") from exc
 

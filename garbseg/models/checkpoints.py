@@ -97,7 +97,7 @@ def model_from_state(meta: CheckpointMeta, state: dict[str, torch.Tensor], sourc
     kwargs = {**meta.model_kwargs, "num_classes": meta.num_classes, "aux_loss": False}
     try:
         model = build_model(meta.model, **kwargs)
-    except (TypeError, ValueError) as exc:  # model_kwargs the registry does not take
+    except (TypeError, ValueError, KeyError) as exc:  # model_kwargs the registry does not take, an unknown name
         raise CheckpointError(f"{source}: cannot build {meta.model} from its metadata ({exc})") from exc
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
              if not k.startswith("aux_classifier.")}
@@ -129,10 +129,21 @@ def _torch_load_tensors(path: Path) -> object:
         raise CheckpointError(
             f"{path}: refused. It holds pickled Python objects that are not tensors, and garbseg only "
             f"loads foreign checkpoints with torch.load(weights_only=True). Save a state_dict instead "
-            f"(torch.save(model.state_dict(), path)). Detail: {str(exc).splitlines()[0]}"
+            f"(torch.save(model.state_dict(), path)). Detail: {refusal_reason(exc)}"
         ) from exc
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a torch.save file ({exc})") from exc
+        raise CheckpointError(f"{path}: not a torch.save file ({refusal_reason(exc)})") from exc
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, on one line and without torch's advice to
+    retry with ``weights_only=False`` (which would run whatever the file holds)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        after = [line for line in lines if "WeightsUnpickler error" in line]
+        rest = lines[lines.index(after[0]) + 1:] if after else []
+        return rest[0] if rest else "the file holds Python objects that are not tensors"
+    return lines[0] if lines else type(exc).__name__
 
 
 def guess_model_name(state: dict[str, torch.Tensor]) -> str:

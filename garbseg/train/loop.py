@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..core import distributed
 from ..core.errors import GarbsegError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, remove_partial_writes
 from ..core.machine import cpu_name, cpu_supports_bf16
 from ..data import IGNORE_INDEX, TrainTransform, load_dataset
 from ..inference import Predictor, evaluate_sharded
@@ -44,10 +44,11 @@ from .device_augment import AugmentParams, DeviceTrainSet
 from .weight_average import WeightEMA
 
 STATE_FILE = "state.pt"
+RUN_FILES = ["last.safetensors", "best.safetensors", "history.json", STATE_FILE]  # written atomically
 
 
-class TrainSetupError(GarbsegError):
-    """Settings that cannot train, e.g. a global batch the processes cannot share evenly."""
+class TrainError(GarbsegError, ValueError):
+    """A run that cannot start or continue as asked; the message says why."""
 
 
 @dataclass
@@ -184,7 +185,7 @@ class Trainer:
         c.device = distributed.local_device(c.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         if c.batch_size % self.world_size:
-            raise TrainSetupError(f"batch size {c.batch_size} (the global batch) does not split evenly over "
+            raise TrainError(f"batch size {c.batch_size} (the global batch) does not split evenly over "
                                   f"{self.world_size} processes")
         self.batch_per_process = c.batch_size // self.world_size
         self.is_main = self.rank == 0
@@ -246,11 +247,11 @@ class Trainer:
         """Start from a garbseg checkpoint of the same model (its auxiliary head, if any, stays new)."""
         loaded = load_checkpoint(ref)
         if loaded.name != self.cfg.model or loaded.classes != self.classes:
-            raise ValueError(f"{ref}: a {loaded.name} checkpoint for classes {loaded.classes} cannot start a "
+            raise TrainError(f"{ref}: a {loaded.name} checkpoint for classes {loaded.classes} cannot start a "
                              f"{self.cfg.model} run on {self.classes}")
         missing, unexpected = self.model.load_state_dict(loaded.model.state_dict(), strict=False)
         if unexpected or any(not k.startswith("aux_classifier.") for k in missing):
-            raise ValueError(f"{ref}: weights do not fit {self.cfg.model} (missing {missing[:3]}, "
+            raise TrainError(f"{ref}: weights do not fit {self.cfg.model} (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")
         self.continued_from = continuation_record(loaded.meta, ref)
         self.log(f"starting from the weights of {ref} (epoch {loaded.meta.epoch})")
@@ -273,20 +274,26 @@ class Trainer:
     def resume(self) -> bool:
         """Load ``state.pt`` if present; return whether a run was resumed."""
         path = self.out / STATE_FILE
+        for leftover in remove_partial_writes(self.out, RUN_FILES):  # a killed run's half-written files
+            self.log(f"removed {leftover.name}, left by an interrupted write")
         if not path.is_file():
             return False
-        state = torch.load(path, map_location=self.cfg.device, weights_only=True)
-        saved = json.loads(state["config_json"])
+        try:
+            state = torch.load(path, map_location=self.cfg.device, weights_only=True)
+            saved = json.loads(state["config_json"])
+        except Exception as exc:  # truncated, garbled or foreign: never retried without weights_only
+            raise TrainError(f"{path} is damaged or not a garbseg training state ({type(exc).__name__}); "
+                             f"delete it to start the run over, or use another --out") from None
         if self.cfg.time_budget_s:  # the budget fixed the schedule's length once; keep it
             self.cfg.epochs = int(saved["epochs"])
         for key in ("model", "output_stride", "aux_loss", "size"):
             if saved[key] != getattr(self.cfg, key):
-                raise ValueError(f"{path}: the run used {key}={saved[key]!r}, not {getattr(self.cfg, key)!r}; "
+                raise TrainError(f"{path}: the run used {key}={saved[key]!r}, not {getattr(self.cfg, key)!r}; "
                                  "use another --out folder or the same settings")
         self.model.load_state_dict(state["model"])
         if self.ema:
             if "ema" not in state:
-                raise ValueError(f"{path}: the run kept no weight average; resume it without ema_decay")
+                raise TrainError(f"{path}: the run kept no weight average; resume it without ema_decay")
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -53,3 +55,36 @@ def model_dir(loaded: LoadedModel) -> Path:
 def _param_version(loaded: LoadedModel) -> tuple:
     # Tensor._version counts in-place writes, and ids change when tensors are replaced.
     return tuple((id(t), t._version) for t in loaded.model.state_dict(keep_vars=True).values())
+
+
+# --- size and clean-up (python -m garbseg cache) ----------------------------------------------------
+
+_ENTRY = re.compile(r"^.+-[0-9a-f]{16}$")  # model_dir's names; nothing else in the root is touched
+
+
+def cache_entries(root: Path | None = None) -> list[tuple[Path, int, float]]:
+    """(folder, bytes, last modified) of every model folder in the cache, least recently used first."""
+    root = Path(root or cache_root())
+    entries = []
+    for folder in root.iterdir() if root.is_dir() else []:
+        if folder.is_dir() and not folder.is_symlink() and _ENTRY.match(folder.name):
+            files = [f for f in folder.rglob("*") if f.is_file()]
+            size = sum(f.stat().st_size for f in files)
+            latest = max([f.stat().st_mtime for f in files] + [folder.stat().st_mtime])
+            entries.append((folder, size, latest))
+    return sorted(entries, key=lambda e: e[2])
+
+
+def clean_cache(max_bytes: int = 0, root: Path | None = None) -> list[Path]:
+    """Delete model folders, least recently used first, until the rest holds at most ``max_bytes``
+    (0: all of them). They are rebuilt on next use; the removed folders are returned."""
+    entries = cache_entries(root)
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for folder, size, _ in entries:
+        if total <= max_bytes:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= size
+        removed.append(folder)
+    return removed
