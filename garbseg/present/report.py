@@ -17,7 +17,7 @@ from .charts import (confusion_matrix_figure, latency_distribution_figure, per_c
 
 # Columns shown in the report's table (nested values such as per-class IoU live in the charts).
 TABLE_COLUMNS = ["model", "runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
-                 "latency_p50_ms", "latency_p95_ms", "fps", "miou", "precision", "recall", "pixel_accuracy",
+                 "latency_p50_ms", "latency_p95_ms", "fps", "peak_rss_mb", "disk_mb", "miou", "precision", "recall", "pixel_accuracy",
                  "num_images", "dataset"]
 
 _STYLE = """
@@ -28,7 +28,7 @@ th { background: #f3f3f3; } .note { color: #555; }
 
 
 # Digits worth showing: timings drift by more than 0.1 ms between runs, scores beyond 3 decimals are noise.
-_ROUNDING = {"gflops": 2, "size_mb": 1, "latency_p50_ms": 1, "latency_p95_ms": 1, "fps": 2, "miou": 3,
+_ROUNDING = {"gflops": 2, "size_mb": 1, "peak_rss_mb": 1, "disk_mb": 1, "latency_p50_ms": 1, "latency_p95_ms": 1, "fps": 2, "miou": 3,
              "precision": 3, "recall": 3, "pixel_accuracy": 3}
 
 
