@@ -32,6 +32,9 @@ classes = ui.classes_for_untrained(settings)
 
 if not files:
     st.info("Upload one or more photos (jpg, png, webp, bmp) to segment them.")
+    # Before the first upload: load the model and start preparing its runtime, so the first photo waits
+    # for neither (eager torch answers until the runtime is ready).
+    ui.warm(primary, classes, settings, input_size)
 
 for file in files or []:
     try:
@@ -56,6 +59,8 @@ for file in files or []:
             status = "" if result.trained else f" - {UNTRAINED}"
             st.image(picture, caption=f"{name}{status}", width="stretch")
             st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms on `{result.runtime}`)")
+            if result.runtime != settings.runtime and ui.preparing():
+                st.caption(f"eager torch while `{settings.runtime}` is prepared; this updates when it is ready")
             st.html(legend_html(result.legend()))
             mask_png, overlay_png = io.BytesIO(), io.BytesIO()
             mask_to_png(result.mask, len(result.classes)).save(mask_png, format="PNG")
@@ -66,3 +71,13 @@ for file in files or []:
             st.download_button(f"{style.capitalize()} PNG", overlay_png.getvalue(), f"{stem}_{name}_{style}.png",
                                "image/png", key=f"overlay-{photo.digest}-{name}", width="stretch",
                                on_click="ignore")
+
+if files:
+    ui.start_preparing()  # the runtimes these answers wanted, now that they are on screen
+if files and ui.preparing():  # rerun once the background runtime is ready, so the fast one takes over
+    @st.fragment(run_every=1.0)
+    def _switch_when_ready():
+        if not ui.preparing():
+            st.rerun()
+
+    _switch_when_ready()

@@ -14,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
+from garbseg.app import ui
 from streamlit.testing.v1 import AppTest
 
 from conftest import REAL_DATA, make_yolo_set, requires_real_data, zip_folder
@@ -145,6 +147,7 @@ def test_segment_on_the_sidebar_runtime_says_which_ran(tmp_path):
     import streamlit as st
 
     st.cache_resource.clear()  # engines live per process: make this test prepare its own, in its cache
+    ui.clear_prepared()
     at = open_app("pages/1_Segment.py")
     runtime = at.selectbox(key="_w_garbseg_runtime")
     assert runtime.value == "torch"  # the default comes from $GARBSEG_RUNTIME
@@ -153,6 +156,12 @@ def test_segment_on_the_sidebar_runtime_says_which_ran(tmp_path):
     at.file_uploader(key="segment_photos").upload(photo.name, photo.read_bytes(), "image/jpeg")
     at.run()
     assert_clean(at)
+    assert not errors(at)
+    # The first answer comes from eager torch while auto is prepared in the background; then auto's.
+    first = [m.value for m in at.markdown if m.value.startswith("**") and " ms**" in m.value]
+    assert len(first) == 1 and first[0].endswith(" on `torch`)"), first
+    ui.wait_prepared(TIMEOUT)
+    at.run()
     assert not errors(at)
     cache = tmp_path / "cache"
     # Interactive use never calibrates int8: auto chose among the float runtimes, in its own file.
