@@ -15,7 +15,7 @@ from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import calibration_arrays
 from .export import export_onnx, is_valid_onnx
 
-ORT_CALIBRATION_IMAGES = 64  # fewer than OpenVINO: ORT calibrates on the unoptimised graph, slowly
+ORT_CALIBRATION_IMAGES = 32  # fewer than OpenVINO: ORT calibrates on the unoptimised graph, slowly
 
 
 class OrtEngine(ArrayEngine):
@@ -79,6 +79,7 @@ class OrtInt8Engine(OrtEngine):
     name = "onnx-int8"
     fallback = "onnx"
     int8 = True
+    prepare_cost = 3.0  # static quantisation on the unoptimised graph, then the val check
 
     @classmethod
     def recipe(cls) -> list[str]:
