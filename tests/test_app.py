@@ -226,6 +226,21 @@ def test_stream_segments_an_uploaded_video_and_offers_the_mp4():
     assert len(at.camera_input) == 1
 
 
+def test_stream_compares_models_side_by_side_on_one_video():
+    at = open_app("pages/2_Stream.py")
+    at.multiselect(key="stream_compare").set_value([OTHER])
+    at.file_uploader(key="video_upload").upload("clip.mp4", tiny_video(), "video/mp4")
+    at.number_input(key="video_stride").set_value(1)
+    at.run()
+    at.button(key="video_start").click().run()
+    assert not [e for e in errors(at) if "Live video" not in e]
+    assert len(at.get("video")) == 2
+    labels = [m.label for m in at.metric]
+    assert labels[0] == "Combined throughput" and labels.count("FPS (this model)") == 2
+    assert [m.value for m in at.metric if m.label == "Frames segmented"] == ["4 of 4"] * 2
+    assert [b.label for b in at.download_button] == ["Download annotated mp4"] * 2
+
+
 def test_stream_unreadable_video_shows_an_error():
     at = open_app("pages/2_Stream.py")
     at.file_uploader(key="video_upload").upload("holiday.mp4", b"\x00\x01 not a video at all" * 50, "video/mp4")
