@@ -88,8 +88,11 @@ def one_run(browser, photo: Path, model: str, wait_fast: float, idle_first: bool
                     switched.first.wait_for(timeout=wait_fast * 1000)
                     fast = time.perf_counter() - t0
                     fast_runtime = re.search(r"on (\S+)\)", switched.first.inner_text()).group(1)
-                except Exception:  # never switched within the wait: reported as such
-                    pass
+                except Exception:  # never switched within the wait: reported as such, with the server's log
+                    log.flush()
+                    print("no switch; server log tail:\n" + Path(log.name).read_text(errors="replace")[-1500:]
+                          + "\ncache: " + ", ".join(sorted(f.name for f in Path(cache).rglob("*") if f.is_file())),
+                          flush=True)
             page.close()
             return {"page_ready_s": ready, "first_overlay_s": first, "first_runtime": first_runtime,
                     "fast_overlay_s": fast, "fast_runtime": fast_runtime}

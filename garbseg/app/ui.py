@@ -12,7 +12,9 @@ across them, so two sessions never split the cores (or an engine) between them.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
@@ -158,10 +160,15 @@ def get_model(name: str, classes: list[str]):
     return _load_model(name, checkpoint, mtime, () if checkpoint else tuple(classes))
 
 
-def _build_predictor(loaded, input_size: int | None, runtime: str, threads: int, data_dir: str) -> Predictor:
+def _server_log(message: str) -> None:
+    print(f"garbseg {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _build_predictor(loaded, input_size: int | None, runtime: str, threads: int, data_dir: str,
+                     log=None) -> Predictor:
     # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
     predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
-                          calibrate=False)
+                          calibrate=False, log=log)
     predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
     return predictor
 
@@ -196,7 +203,9 @@ def _prepare(key: tuple, loaded, start: bool) -> Future:
                 # Not under INFERENCE_LOCK: eager answers meanwhile (auto times its candidates in
                 # interleaved blocks, so that load hits all of them alike).
                 try:
-                    future.set_result(_build_predictor(loaded, input_size, runtime, threads, data_dir))
+                    future.set_result(_build_predictor(loaded, input_size, runtime, threads, data_dir,
+                                                       log=_server_log))
+                    _server_log(f"{key[0]} at {input_size or 'its size'} on {future.result().resolved_runtime}: ready")
                 except BaseException as exc:  # reported to whoever asks for this engine
                     future.set_exception(exc)
 
