@@ -259,6 +259,9 @@ def get_predictor(name: str, classes: list[str], settings: Settings, input_size:
     if settings.runtime != "torch":
         future = _prepare(key, _load_model(*key[:4]), start)
         if future.done():
+            if future.exception() is not None:  # reported once; the next call prepares it again
+                with _PREPARED_LOCK:
+                    _PREPARED.pop(key, None)
             return SharedPredictor(future.result(), INFERENCE_LOCK)
     engine = _engine(*key[:5], "torch", *key[6:])
     return SharedPredictor(engine, INFERENCE_LOCK)
