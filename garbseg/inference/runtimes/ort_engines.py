@@ -86,7 +86,8 @@ class OrtInt8Engine(OrtEngine):
         return [f"calib {ORT_CALIBRATION_IMAGES}"]
 
     def model_file(self, ctx: BuildContext, force: bool = False) -> Path:
-        path = export_onnx(ctx).with_name(f"model-{ctx.size}-int8.onnx")
+        # The calibration count is in the name: a file calibrated differently is never reused.
+        path = export_onnx(ctx).with_name(f"model-{ctx.size}-int8-c{ORT_CALIBRATION_IMAGES}.onnx")
         if path.is_file() and not force and is_valid_onnx(path):
             return path
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
