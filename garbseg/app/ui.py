@@ -269,8 +269,12 @@ def get_predictor(name: str, classes: list[str], settings: Settings, input_size:
 
 def warm(name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> None:
     """Load ``name`` and its eager engine now (a page calls it before the first upload); its runtime's
-    preparation is registered, to start with the first answer (``start_preparing``)."""
-    get_predictor(name, classes, settings, input_size, start=False)
+    preparation is registered, to start with the first answer (``start_preparing``). Never raises: a
+    model that cannot load is reported where it is used, not by the warm-up."""
+    try:
+        get_predictor(name, classes, settings, input_size, start=False)
+    except Exception:  # e.g. a damaged checkpoint: the page that uses the model says so
+        pass
 
 
 def label(name: str) -> str:
