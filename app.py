@@ -4,7 +4,7 @@ which data is configured, where to go) and the navigation to the pages in pages/
 import streamlit as st
 
 from garbseg.app import ui
-from garbseg.models.zoo import UNTRAINED, recorded_miou, zoo
+from garbseg.models.zoo import UNTRAINED, default_model, recorded_miou, zoo
 
 
 def home() -> None:
@@ -50,6 +50,10 @@ def home() -> None:
         st.write(f"**{summary['name']}** ({summary['layout']} layout) at `{summary['path']}`")
         st.write("Images per split: " + ", ".join(f"{k}: {v}" for k, v in summary["splits"].items()))
         st.write("Classes: " + ", ".join(summary["classes"]))
+
+    # Last, after the page is on screen: load the default model and its eager engine, so the first photo
+    # on the Segment page waits for neither (its fast runtime is prepared after that first answer).
+    ui.warm(default_model(), ui.classes_for_untrained(settings), settings)
 
 
 PAGES = [

@@ -37,9 +37,11 @@ with st.expander(f"Labelled examples ({len(example_names)} photos of the configu
     chosen_examples = st.multiselect("Example photos", example_names, key="segment_examples",
                                      help="Photos with known labels: each model's mIoU on the photo is shown.")
     show_truth = st.toggle("Show the labels (truth) beside the predictions", value=True, key="segment_truth")
-
 if not files and not chosen_examples:
     st.info("Upload one or more photos (jpg, png, webp, bmp), or pick labelled examples above.")
+    # Before the first photo: load the model and register its runtime's preparation, so the first photo
+    # waits for neither (eager torch answers until the runtime is ready).
+    ui.warm(primary, classes, settings, input_size)
 
 items = []  # (photo, its labels or None)
 segmented = []  # (photo name, photo, model, classes, mask): everything shown, for the one zip below
@@ -76,6 +78,8 @@ for index, (photo, labelled) in enumerate(items):  # the same photo may come twi
             score = labelled.score(result) if labelled is not None else None
             st.markdown(f"**{result.total_ms:.0f} ms** (network {result.model_ms:.0f} ms on `{result.runtime}`)"
                         + (f"  \nmIoU on this photo: **{score:.3f}**" if score is not None else ""))
+            if result.runtime != settings.runtime and ui.preparing():
+                st.caption(f"eager torch while `{settings.runtime}` is prepared; this updates when it is ready")
             st.html(legend_html(result.legend()))
             mask_png, overlay_png = io.BytesIO(), io.BytesIO()
             mask_to_png(result.mask, len(result.classes)).save(mask_png, format="PNG")
@@ -92,3 +96,12 @@ if segmented:
                        "garbseg-masks-and-labels.zip", "application/zip", key="segment-bundle", type="primary",
                        help="Per model: mask and overlay PNGs, summary.csv, COCO JSON (RLE), YOLOv8-seg labels "
                             "with data.yaml, and a CVAT Segmentation mask 1.1 zip.", on_click="ignore")
+if items:
+    ui.start_preparing()  # the runtimes these answers wanted, now that they are on screen
+if items and ui.preparing():  # rerun once the background runtime is ready, so the fast one takes over
+    @st.fragment(run_every=1.0)
+    def _switch_when_ready():
+        if not ui.preparing():
+            st.rerun()
+
+    _switch_when_ready()

@@ -8,7 +8,8 @@ import streamlit as st
 
 from garbseg.app import ui
 from garbseg.app.uploads import TEMP_PREFIX, VIDEO_TYPES, UploadError, decode_photo, digest, discard, save_upload
-from garbseg.present.video import LiveSegmenter, VideoError, segment_video
+from garbseg.models import list_models
+from garbseg.present.video import LiveSegmenter, VideoError, combined_fps, segment_videos
 from garbseg.present.charts import frame_latency_figure
 from garbseg.present.overlays import legend_html
 
@@ -17,14 +18,19 @@ st.title("Video and webcam")
 
 with st.container(border=True):
     name = ui.model_picker("stream")
+    others = st.multiselect("Compare with (video file)", [m for m in list_models() if m != name],
+                            format_func=ui.label, max_selections=2, key="stream_compare",
+                            help="Up to two more models on the same video: each frame is decoded once and "
+                                 "segmented by every model; each gets its own video and FPS.")
     c1, c2 = st.columns(2)
     alpha = c1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="stream_alpha")
     style = c2.radio("Show", ["overlay", "mask", "outline"], horizontal=True, key="stream_style")
 classes = ui.classes_for_untrained(settings)
 try:
-    ui.get_model(name, classes)
+    for model in [name, *others]:
+        ui.get_model(model, classes)
 except Exception as exc:  # e.g. a damaged checkpoint: say so and let the user pick another model
-    ui.show_error(f"Cannot load {name}; pick another model", exc)
+    ui.show_error(f"Cannot load {model}; pick another model", exc)
     st.stop()
 
 
@@ -48,12 +54,15 @@ with video_tab:
 
     if upload is not None and start:
         data = upload.getvalue()
-        job_key = (digest(data), name, stride, max_side, max_frames, alpha, style)
+        models = [name, *others]
+        job_key = (digest(data), tuple(models), stride, max_side, max_frames, alpha, style)
         bar = st.progress(0.0, text="starting")
         preview = st.empty()
         shown = [0.0]  # when the preview was last refreshed: redrawing every frame would flood the browser
 
         def on_frame(event):
+            if event.stream:
+                return  # the first model's frames drive the progress and the preview
             total = event.expected or event.index + 1
             bar.progress(min(1.0, (event.index + 1) / total),
                          text=f"frame {event.index + 1}/{total} - {event.latency_ms:.0f} ms")
@@ -61,45 +70,59 @@ with video_tab:
                 preview.image(event.frame, caption="live preview", width=480)
                 shown[0] = time.perf_counter()
 
-        src = dst = None
+        src = folder = None
         try:
             src = save_upload(data, upload.name)
-            dst = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}video-")) / f"{Path(upload.name).stem}_segmented.mp4"
-            segmenter = predictor()
-            report = segment_video(src, dst, segmenter, stride=int(stride), max_side=int(max_side), alpha=alpha,
-                                   style=style, max_frames=int(max_frames) or None, on_frame=on_frame)
-            st.session_state["video_result"] = {"key": job_key, "name": upload.name, "report": report,
-                                                "mp4": dst.read_bytes(), "model": ui.label(name),
-                                                "runtime": segmenter.resolved_runtime}
+            folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}video-"))
+            dsts = [folder / f"{Path(upload.name).stem}_{model}_segmented.mp4" for model in models]
+            segmenters = [ui.get_predictor(model, classes, settings) for model in models]
+            reports = segment_videos(src, dsts, segmenters, stride=int(stride), max_side=int(max_side), alpha=alpha,
+                                     style=style, max_frames=int(max_frames) or None, on_frame=on_frame)
+            st.session_state["video_result"] = {
+                "key": job_key, "name": upload.name, "combined_fps": combined_fps(reports),
+                "videos": [{"model": model, "label": ui.label(model), "report": report, "mp4": dst.read_bytes(),
+                            "runtime": segmenter.resolved_runtime}
+                           for model, report, dst, segmenter in zip(models, reports, dsts, segmenters)]}
         except (UploadError, VideoError) as exc:
             st.session_state.pop("video_result", None)
             ui.show_error(str(exc))
         finally:
             bar.empty()
             preview.empty()
-            discard(src, dst)  # the upload and the mp4 (its bytes are kept in the session) leave the disk
+            discard(src, folder)  # the upload and the mp4s (their bytes are kept in the session) leave the disk
 
     result = st.session_state.get("video_result")
     if result and upload is not None and result["key"][0] == digest(upload.getvalue()):
-        report = result["report"]
-        st.subheader(ui.plain(f"{result['name']} - {result['model']}"))
-        if not report.browser_playable:
-            st.warning("No H.264 encoder here: the video is MPEG-4 (mp4v); download it to play it.")
-        if report.truncated:
-            st.warning("The stream is damaged; segmentation stopped at the last readable frame.")
-        left, right = st.columns([3, 2])
-        left.video(result["mp4"])
-        summary = report.summary()
-        right.metric("Frames segmented", f"{summary['frames_segmented']} of {summary['frames_read']}")
-        right.metric("Achieved FPS", f"{summary['achieved_fps']:.1f}",
-                     help="segmented frames per second of wall clock: decode + segment + encode")
-        right.metric("Latency p50 / p95", f"{summary['latency_p50_ms']:.0f} / {summary['latency_p95_ms']:.0f} ms",
-                     help="segmentation + overlay of one frame")
-        right.caption(f"Network on `{result['runtime']}`. Output {summary['size']} at "
-                      f"{summary['output_fps']:.2f} fps ({report.codec})")
-        st.plotly_chart(frame_latency_figure(report.latencies_ms), key="frame_latency")
-        st.download_button("Download annotated mp4", result["mp4"], f"{Path(result['name']).stem}_segmented.mp4",
-                           "video/mp4", on_click="ignore")
+        videos = result["videos"]
+        st.subheader(ui.plain(result["name"]))
+        if len(videos) > 1:
+            st.metric("Combined throughput", f"{result['combined_fps']:.1f} FPS",
+                      help="segmented frames of all models per second of wall clock: decode once, "
+                           "segment + overlay + encode per model")
+        for video, column in zip(videos, st.columns(len(videos))):
+            report = video["report"]
+            with column:
+                st.markdown(f"**{video['label']}**")
+                if not report.browser_playable:
+                    st.warning("No H.264 encoder here: the video is MPEG-4 (mp4v); download it to play it.")
+                if report.truncated:
+                    st.warning("The stream is damaged; segmentation stopped at the last readable frame.")
+                column.video(video["mp4"])
+                summary = report.summary()
+                st.metric("Frames segmented", f"{summary['frames_segmented']} of {summary['frames_read']}")
+                st.metric("FPS (this model)", f"{summary['model_fps']:.1f}",
+                          help="frames per second of this model's own work: segmentation + overlay")
+                if len(videos) == 1:
+                    st.metric("Achieved FPS", f"{summary['achieved_fps']:.1f}",
+                              help="segmented frames per second of wall clock: decode + segment + encode")
+                st.metric("Latency p50 / p95", f"{summary['latency_p50_ms']:.0f} / {summary['latency_p95_ms']:.0f} ms",
+                          help="segmentation + overlay of one frame")
+                st.caption(f"Network on `{video['runtime']}`. Output {summary['size']} at "
+                           f"{summary['output_fps']:.2f} fps ({report.codec})")
+                st.plotly_chart(frame_latency_figure(report.latencies_ms), key=f"frame_latency_{video['model']}")
+                st.download_button("Download annotated mp4", video["mp4"],
+                                   f"{Path(result['name']).stem}_{video['model']}_segmented.mp4", "video/mp4",
+                                   on_click="ignore", key=f"download_{video['model']}")
     elif upload is None:
         st.info("Upload a video (mp4, mov, avi, webm), then press *Segment video*.")
 

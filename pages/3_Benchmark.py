@@ -106,8 +106,9 @@ st.dataframe(results_table(rows), hide_index=True)
 
 evaluated = [r for r in rows if r.get("miou") is not None]
 if evaluated:
-    axis = st.radio("Speed axis", ["fps", "latency"], horizontal=True,
-                    format_func={"fps": "FPS", "latency": "latency (p50)"}.get, key="bench_axis")
+    axis = st.radio("Speed axis", ["fps", "latency", "memory", "disk"], horizontal=True,
+                    format_func={"fps": "FPS", "latency": "latency (p50)", "memory": "peak memory",
+                                 "disk": "disk"}.get, key="bench_axis")
     st.plotly_chart(speed_accuracy_figure(rows, speed=axis, reference=list(PAPER_TABLE1)), key="scatter")
     st.caption("Error bars: 95% bootstrap intervals of mIoU. Grey diamonds: the paper's Table 1 as published "
                "(NVIDIA A100 GPU), not measured here.")

@@ -14,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
+from garbseg.app import ui
 from streamlit.testing.v1 import AppTest
 
 from conftest import REAL_DATA, make_yolo_set, requires_real_data, zip_folder
@@ -147,6 +149,7 @@ def test_segment_on_the_sidebar_runtime_says_which_ran(tmp_path):
     import streamlit as st
 
     st.cache_resource.clear()  # engines live per process: make this test prepare its own, in its cache
+    ui.clear_prepared()
     at = open_app("pages/1_Segment.py")
     runtime = at.selectbox(key="_w_garbseg_runtime")
     assert runtime.value == "torch"  # the default comes from $GARBSEG_RUNTIME
@@ -155,6 +158,12 @@ def test_segment_on_the_sidebar_runtime_says_which_ran(tmp_path):
     at.file_uploader(key="segment_photos").upload(photo.name, photo.read_bytes(), "image/jpeg")
     at.run()
     assert_clean(at)
+    assert not errors(at)
+    # The first answer comes from eager torch while auto is prepared in the background; then auto's.
+    first = [m.value for m in at.markdown if m.value.startswith("**") and " ms**" in m.value]
+    assert len(first) == 1 and first[0].endswith(" on `torch`)"), first
+    ui.wait_prepared(TIMEOUT)
+    at.run()
     assert not errors(at)
     cache = tmp_path / "cache"
     # Interactive use never calibrates int8: auto chose among the float runtimes, in its own file.
@@ -217,6 +226,21 @@ def test_stream_segments_an_uploaded_video_and_offers_the_mp4():
     assert [b.label for b in at.download_button] == ["Download annotated mp4"]
     # The webcam tab falls back to a snapshot when WebRTC has no session (as under AppTest).
     assert len(at.camera_input) == 1
+
+
+def test_stream_compares_models_side_by_side_on_one_video():
+    at = open_app("pages/2_Stream.py")
+    at.multiselect(key="stream_compare").set_value([OTHER])
+    at.file_uploader(key="video_upload").upload("clip.mp4", tiny_video(), "video/mp4")
+    at.number_input(key="video_stride").set_value(1)
+    at.run()
+    at.button(key="video_start").click().run()
+    assert not [e for e in errors(at) if "Live video" not in e]
+    assert len(at.get("video")) == 2
+    labels = [m.label for m in at.metric]
+    assert labels[0] == "Combined throughput" and labels.count("FPS (this model)") == 2
+    assert [m.value for m in at.metric if m.label == "Frames segmented"] == ["4 of 4"] * 2
+    assert [b.label for b in at.download_button] == ["Download annotated mp4"] * 2
 
 
 def test_stream_unreadable_video_shows_an_error():

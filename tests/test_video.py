@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from garbseg.present.video import (FpsMeter, LiveSegmenter, VideoError, draw_readout, fit_size, open_encoder, probe,
-                           segment_video)
+from garbseg.present.video import (FpsMeter, LiveSegmenter, VideoError, combined_fps, draw_readout, fit_size, open_encoder,
+                                   probe, segment_video, segment_videos)
 from garbseg.present.overlays import palette
 
 CLASSES = ["background", "left", "right"]
@@ -174,3 +174,19 @@ def test_a_shared_predictor_serialises_calls_and_keeps_timings_per_view():
     assert shared.calls == 12 and shared.overlaps == 0
     assert [v.last_timing.model_ms for v in views] == [10.0, 20.0, 30.0]
     assert views[0].classes == CLASSES and views[0].resolved_runtime == "torch"
+
+
+def test_segment_videos_decodes_once_and_writes_one_video_per_model(clip, tmp_path):
+    first, second = HalfPredictor(), HalfPredictor()
+    events = []
+    reports = segment_videos(clip, [tmp_path / "a.mp4", tmp_path / "b.mp4"], [first, second], stride=2,
+                             max_side=48, on_frame=events.append)
+    assert [r.frames_read for r in reports] == [9, 9]  # one decode pass, shared
+    assert first.calls == second.calls == 5
+    assert [(e.stream, e.index) for e in events[:4]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert len(read_frames(tmp_path / "a.mp4")) == len(read_frames(tmp_path / "b.mp4")) == 5
+    assert reports[0].wall_seconds == reports[1].wall_seconds > 0
+    assert combined_fps(reports) == pytest.approx(10 / reports[0].wall_seconds)
+    assert all(r.model_fps > 0 for r in reports)
+    with pytest.raises(ValueError):
+        segment_videos(clip, [tmp_path / "c.mp4"], [first, second])

@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
+import time
 import uuid
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,26 +229,121 @@ def get_model(name: str, classes: list[str]):
     return _load_model(name, checkpoint, mtime, () if checkpoint else tuple(classes))
 
 
-@st.cache_resource(max_entries=12, show_spinner="Preparing the inference runtime (first use of this model, size "
-                                                "and runtime only; cached afterwards)...")
-def _engine(name: str, checkpoint: str | None, mtime: float | None, classes: tuple[str, ...],
-            input_size: int | None, runtime: str, threads: int, data_dir: str) -> Predictor:
-    loaded = _load_model(name, checkpoint, mtime, classes)
-    # The lock also keeps other sessions' inference off the cores while auto times the runtimes.
+def _server_log(message: str) -> None:
+    print(f"garbseg {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _build_predictor(loaded, input_size: int | None, runtime: str, threads: int, data_dir: str,
+                     log=None) -> Predictor:
     # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
-    with InferenceSection(threads):
-        predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
-                              calibrate=False)
-        predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
+    predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
+                          calibrate=False, log=log)
+    predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
     return predictor
 
 
-def get_predictor(name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> SharedPredictor:
-    """The model on the runtime chosen in ``settings``, prepared once per process; calls serialised."""
+@st.cache_resource(max_entries=12, show_spinner=False)
+def _engine(name: str, checkpoint: str | None, mtime: float | None, classes: tuple[str, ...],
+            input_size: int | None, runtime: str, threads: int, data_dir: str) -> Predictor:
+    loaded = _load_model(name, checkpoint, mtime, classes)
+    with InferenceSection(threads):  # keeps other sessions' inference off the cores while it is set up
+        return _build_predictor(loaded, input_size, runtime, threads, data_dir)
+
+
+# Runtimes other than eager torch are prepared in a background thread (auto exports, compiles, checks
+# and times them: ~10 s on first use of a model in a fresh cache); until one is ready, eager torch
+# answers, so the first overlay comes in about a second. One Future per engine key, per process
+# (like st.cache_resource); a failed preparation keeps its exception and is reported on use.
+# A page may hold the start back until its first answer is on screen (``start_preparing``): the
+# preparation is Python-heavy (the ONNX exporter) and would otherwise slow that answer down.
+_PREPARED: dict[tuple, Future] = {}
+_WAITING: dict[tuple, threading.Thread] = {}  # registered, not started yet
+_PREPARED_LOCK = threading.Lock()
+
+
+def _prepare(key: tuple, loaded, start: bool) -> Future:
+    with _PREPARED_LOCK:
+        future = _PREPARED.get(key)
+        if future is None:
+            future = _PREPARED[key] = Future()
+            input_size, runtime, threads, data_dir = key[4:]
+
+            def work() -> None:
+                # Not under INFERENCE_LOCK: eager answers meanwhile (auto times its candidates in
+                # interleaved blocks, so that load hits all of them alike).
+                try:
+                    future.set_result(_build_predictor(loaded, input_size, runtime, threads, data_dir,
+                                                       log=_server_log))
+                    _server_log(f"{key[0]} at {input_size or 'its size'} on {future.result().resolved_runtime}: ready")
+                except BaseException as exc:  # reported to whoever asks for this engine
+                    future.set_exception(exc)
+
+            _WAITING[key] = threading.Thread(target=work, name=f"garbseg-prepare-{key[0]}-{runtime}", daemon=True)
+        thread = _WAITING.pop(key, None) if start else None
+    if thread is not None:
+        thread.start()
+    return future
+
+
+def start_preparing() -> None:
+    """Start every runtime preparation that a page registered with ``start=False``."""
+    with _PREPARED_LOCK:
+        threads = list(_WAITING.values())
+        _WAITING.clear()
+    for thread in threads:
+        thread.start()
+
+
+def clear_prepared() -> None:
+    """Forget every prepared runtime (as ``st.cache_resource.clear()`` forgets the cached ones)."""
+    with _PREPARED_LOCK:
+        _PREPARED.clear()
+        _WAITING.clear()
+
+
+def preparing() -> bool:
+    """True while some runtime is still being prepared in the background (eager answers meanwhile)."""
+    with _PREPARED_LOCK:
+        return any(not f.done() for f in _PREPARED.values())
+
+
+def wait_prepared(timeout: float | None = None) -> None:
+    """Start what waits, then block until every background preparation has finished (tests, benchmarks)."""
+    start_preparing()
+    with _PREPARED_LOCK:
+        futures = list(_PREPARED.values())
+    futures_wait(futures, timeout)
+
+
+def get_predictor(name: str, classes: list[str], settings: Settings, input_size: int | None = None, *,
+                  start: bool = True) -> SharedPredictor:
+    """The model on the runtime chosen in ``settings``, prepared once per process; calls serialised.
+
+    A runtime other than ``torch`` is prepared in a background thread on first use (``start=False``:
+    only registered, started by ``start_preparing``); until it is ready the eager model answers
+    (``resolved_runtime`` says ``torch``), so the first answer never waits for it."""
     checkpoint, mtime = _checkpoint_key(name)
-    engine = _engine(name, checkpoint, mtime, () if checkpoint else tuple(classes), input_size, settings.runtime,
-                     settings.threads, settings.data_dir)
+    key = (name, checkpoint, mtime, () if checkpoint else tuple(classes), input_size, settings.runtime,
+           settings.threads, settings.data_dir)
+    if settings.runtime != "torch":
+        future = _prepare(key, _load_model(*key[:4]), start)
+        if future.done():
+            if future.exception() is not None:  # reported once; the next call prepares it again
+                with _PREPARED_LOCK:
+                    _PREPARED.pop(key, None)
+            return SharedPredictor(future.result(), InferenceSection(settings.threads))
+    engine = _engine(*key[:5], "torch", *key[6:])
     return SharedPredictor(engine, InferenceSection(settings.threads))
+
+
+def warm(name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> None:
+    """Load ``name`` and its eager engine now (a page calls it before the first upload); its runtime's
+    preparation is registered, to start with the first answer (``start_preparing``). Never raises: a
+    model that cannot load is reported where it is used, not by the warm-up."""
+    try:
+        get_predictor(name, classes, settings, input_size, start=False)
+    except Exception:  # e.g. a damaged checkpoint: the page that uses the model says so
+        pass
 
 
 def label(name: str) -> str:
@@ -254,15 +353,20 @@ def label(name: str) -> str:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def segment_cached(photo_digest: str, _image, name: str, classes: tuple[str, ...], checkpoint: str | None,
-                   mtime: float | None, input_size: int | None, settings: Settings) -> Segmentation:
-    """A photo's segmentation by one model; recomputed only when photo, model, size or settings change."""
-    predictor = get_predictor(name, list(classes), settings, input_size)
-    return segment_image(predictor, _image, model=name, trained=predictor.loaded.trained)
+                   mtime: float | None, input_size: int | None, settings: Settings, ran_on: str,
+                   _predictor=None) -> Segmentation:
+    """A photo's segmentation by one model; recomputed when photo, model, size, settings or the runtime
+    that serves them (``ran_on``: eager first, the prepared runtime once ready) change."""
+    return segment_image(_predictor, _image, model=name, trained=_predictor.loaded.trained)
 
 
 def segment(photo, name: str, classes: list[str], settings: Settings, input_size: int | None = None) -> Segmentation:
+    """``name``'s segmentation of ``photo``: eager until the settings' runtime is ready; the page starts
+    that runtime's preparation (``start_preparing``) once its answers are on screen."""
     checkpoint, mtime = _checkpoint_key(name)
-    return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size, settings)
+    predictor = get_predictor(name, classes, settings, input_size, start=False)
+    return segment_cached(photo.digest, photo.image, name, tuple(classes), checkpoint, mtime, input_size, settings,
+                          predictor.resolved_runtime, _predictor=predictor)
 
 
 def model_picker(key: str) -> str:

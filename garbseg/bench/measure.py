@@ -24,11 +24,12 @@ from ..core.timing import median_ms, percentile_summary, time_blocks, time_calls
 from ..inference import Predictor, evaluate
 from ..inference.runtimes import check_engine
 from ..models import LoadedModel, count_parameters
+from .memory import disk_mb, peak_rss_mb
 
 # The results-table schema shared by the CLI, the app and benchmarks/ (one row per model, runtime, size).
 RESULT_COLUMNS = [
     "model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
-    "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms",
+    "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms", "peak_rss_mb", "disk_mb",
     "miou", "miou_ci95", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
     "dataset", "cpu", "checkpoint", "parity_agreement", "parity_passed", "int8_miou_delta", "runtime_details",
 ]
@@ -54,8 +55,11 @@ def file_size_mb(path: Path | None) -> float | None:
 
 
 def result_row(loaded: LoadedModel, predictor: Predictor, samples: list[float], *, runtime: str, threads: int,
-               torch_ms: float | None = None, dataset=None, data_dir=None, log=None) -> dict:
-    """The results row of ``predictor`` from its latency samples (adds cost, checks and accuracy)."""
+               torch_ms: float | None = None, dataset=None, data_dir=None, log=None, memory: bool = True) -> dict:
+    """The results row of ``predictor`` from its latency samples (adds cost, checks and accuracy).
+
+    ``memory``: measure ``peak_rss_mb`` in a forked child (``garbseg.bench.memory``; tens of ms to a
+    second per row); ``False`` leaves it ``None``. ``disk_mb`` is always filled (file sizes)."""
     size = predictor.size
     with torch_threads(threads):
         preprocess_ms = median_ms(time_calls(lambda: predictor.preprocess([_SAMPLE_IMAGE]), warmup=2, runs=10))
@@ -76,6 +80,9 @@ def result_row(loaded: LoadedModel, predictor: Predictor, samples: list[float], 
         **summary,
         "speedup_vs_torch": round(torch_ms / summary["latency_p50_ms"], 3) if torch_ms else None,
         "preprocess_ms": round(preprocess_ms, 3),
+        "peak_rss_mb": peak_rss_mb(loaded, predictor.resolved_runtime, size=size, threads=threads,
+                                   data_dir=data_dir) if memory else None,
+        "disk_mb": disk_mb(predictor.engine.details if predictor.engine is not None else None),
         "latency_samples_ms": samples,
         "cpu": cpu_name(),
         "checkpoint": str(loaded.path) if loaded.path else None,
@@ -110,7 +117,8 @@ def _check_columns(loaded: LoadedModel, predictor: Predictor, data_dir, log) -> 
 def bench_runtimes(loaded: LoadedModel, runtimes: list[str], *, size: int | None = None, threads: int | None = None,
                    warmup: int = 5, runs: int = 20, dataset=None, data_dir=None, passes: int = 2,
                    calibrate: bool = True, section: Callable[[], ContextManager] = nullcontext,
-                   progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
+                   progress: ProgressFn | None = None, log: Callable[[str], None] | None = None,
+                   memory: bool = True) -> list[dict]:
     """One row per runtime for one model, all timed in the same run, with ``speedup_vs_torch``
     against eager torch (timed too when ``torch`` is not among ``runtimes``, then without a row).
 
@@ -119,7 +127,9 @@ def bench_runtimes(loaded: LoadedModel, runtimes: list[str], *, size: int | None
     the samples are pooled, so drifting load on a busy machine hits every runtime alike and ratios
     stay comparable. ``section()`` wraps each round and each build (e.g. pausing another job).
     ``calibrate=False``: ``auto`` leaves out int8 runtimes not calibrated yet (as the app does).
-    ``progress(done, total)`` counts timed calls.
+    ``progress(done, total)`` counts timed calls. ``memory``: each row's ``peak_rss_mb``, measured
+    in a forked child per runtime so other models and runtimes in this process do not pollute it
+    (``garbseg.bench.memory``); ``disk_mb``: the runtime's cached files.
     """
     threads = threads or default_threads()
     order = list(dict.fromkeys(["torch", *runtimes]))
@@ -143,7 +153,7 @@ def bench_runtimes(loaded: LoadedModel, runtimes: list[str], *, size: int | None
                     samples[runtime] += got
     torch_ms = median_ms(samples["torch"])
     return [result_row(loaded, predictors[r], samples[r], runtime=r, threads=threads, torch_ms=torch_ms,
-                       dataset=dataset, data_dir=data_dir, log=log) for r in runtimes]
+                       dataset=dataset, data_dir=data_dir, log=log, memory=memory) for r in runtimes]
 
 
 def rows_to_frame(rows: list[dict]):

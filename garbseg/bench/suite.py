@@ -79,7 +79,8 @@ def run_suite(names: list[str], get_model: Callable[[str], LoadedModel], *, size
                 report((i + timed_share * done / total) / len(names), text)
 
             result.rows += bench_runtimes(loaded, runtimes, size=size, threads=threads, warmup=warmup, runs=runs,
-                                          dataset=data, calibrate=calibrate, progress=step)
+                                          dataset=data, calibrate=calibrate, progress=step,
+                                          log=lambda message, i=i, name=name: report(i / len(names), f"{name}: {message}"))
         except Exception as exc:  # one broken model must not hide the others' results
             result.problems.append(f"{name}: {type(exc).__name__}: {exc}")
     report(1.0, "done")

@@ -18,6 +18,9 @@ PARETO_SERIES = "Pareto front (trained models, measured)"
 _SPEED_AXES = {
     "fps": ("fps", "Throughput (FPS, batch 1; higher is better)", True),
     "latency": ("latency_p50_ms", "Latency p50 (ms, batch 1; lower is better)", False),
+    # Not speed, but the other cost an edge-device engineer chooses on (garbseg.bench.memory).
+    "memory": ("peak_rss_mb", "Peak memory of the model on its runtime (MiB; lower is better)", False),
+    "disk": ("disk_mb", "Cached runtime files on disk (MiB; lower is better)", False),
 }
 
 
@@ -129,7 +132,8 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
                        for p in ref], hoverinfo="text"))
     xs = [r[key] for r in measured] + [p[key] for p in ref]
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
-    fig.update_layout(title="Speed vs accuracy", xaxis_title=axis_title, yaxis_title="mIoU",
+    fig.update_layout(title=("Memory" if speed in ("memory", "disk") else "Speed") + " vs accuracy",
+                      xaxis_title=axis_title, yaxis_title="mIoU",
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 90, "l": 90, "r": 90})
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_yaxes(rangemode="tozero")

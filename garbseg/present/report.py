@@ -22,8 +22,8 @@ from .reference import NOT_LIKE_FOR_LIKE, PAPER, PAPER_HARDWARE, paper_compariso
 
 # Columns shown in the report's table (nested values such as per-class IoU live in the charts).
 TABLE_COLUMNS = ["model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
-                 "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "miou", "miou_ci95", "precision",
-                 "recall", "pixel_accuracy", "num_images", "dataset"]
+                 "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "peak_rss_mb", "disk_mb", "miou",
+                 "miou_ci95", "precision", "recall", "pixel_accuracy", "num_images", "dataset"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -33,8 +33,8 @@ th { background: #f3f3f3; } .note { color: #555; }
 
 
 # Digits worth showing: timings drift by more than 0.1 ms between runs, scores beyond 3 decimals are noise.
-_ROUNDING = {"gflops": 2, "size_mb": 1, "latency_p50_ms": 1, "latency_p95_ms": 1, "fps": 2, "speedup_vs_torch": 2,
-             "miou": 3, "precision": 3, "recall": 3, "pixel_accuracy": 3}
+_ROUNDING = {"gflops": 2, "size_mb": 1, "peak_rss_mb": 1, "disk_mb": 1, "latency_p50_ms": 1, "latency_p95_ms": 1,
+             "fps": 2, "speedup_vs_torch": 2, "miou": 3, "precision": 3, "recall": 3, "pixel_accuracy": 3}
 
 
 def results_table(rows: list[dict]):

@@ -50,6 +50,7 @@ class FrameEvent:
     expected: int | None  # frames we expect to segment (None when the container does not say)
     frame: np.ndarray  # the annotated RGB frame
     latency_ms: float  # segmentation + overlay of this frame
+    stream: int = 0  # which model (segment_videos: the index of its predictor)
 
 
 @dataclass
@@ -77,6 +78,12 @@ class VideoReport:
         return self.frames_segmented / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     @property
+    def model_fps(self) -> float:
+        """Frames per second of this model's own work (segmentation + overlay), decode/encode excluded."""
+        total = sum(self.latencies_ms) / 1e3
+        return self.frames_segmented / total if total > 0 else 0.0
+
+    @property
     def browser_playable(self) -> bool:
         return self.codec == "libx264"
 
@@ -84,7 +91,7 @@ class VideoReport:
         lat = np.asarray(self.latencies_ms, dtype=float)
         return {
             "frames_read": self.frames_read, "frames_segmented": self.frames_segmented,
-            "achieved_fps": round(self.achieved_fps, 2),
+            "achieved_fps": round(self.achieved_fps, 2), "model_fps": round(self.model_fps, 2),
             "latency_p50_ms": round(float(np.median(lat)), 1) if lat.size else None,
             "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
             "size": f"{self.width}x{self.height}", "codec": self.codec, "output_fps": round(self.output_fps, 2),
@@ -151,8 +158,23 @@ def segment_video(src_path: str | Path, dst_path: str | Path, predictor, *, stri
                   max_frames: int | None = None,
                   on_frame: Callable[[FrameEvent], None] | None = None) -> VideoReport:
     """Segment every ``stride``-th frame of ``src_path`` and write the annotated mp4 to ``dst_path``."""
+    return segment_videos(src_path, [dst_path], [predictor], stride=stride, max_side=max_side, alpha=alpha,
+                          style=style, max_frames=max_frames, on_frame=on_frame)[0]
+
+
+def segment_videos(src_path: str | Path, dst_paths: list, predictors: list, *, stride: int = 1,
+                   max_side: int | None = 640, alpha: float = 0.5, style: str = "overlay",
+                   max_frames: int | None = None,
+                   on_frame: Callable[[FrameEvent], None] | None = None) -> list[VideoReport]:
+    """Several models on one video, side by side: every ``stride``-th frame is decoded once and
+    segmented by each predictor in turn; each writes its own annotated mp4 (``dst_paths[k]``) and gets
+    its own report (its latencies; ``wall_seconds`` is the whole run's, shared). ``on_frame`` is called
+    for each model's frame (``FrameEvent.stream`` says which). ``combined_fps(reports)``: segmented
+    frames of all models per second of wall clock."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    if len(dst_paths) != len(predictors) or not predictors:
+        raise ValueError("one output path per predictor, at least one")
     info = probe(src_path)
     width, height = fit_size(info.width, info.height, max_side)
     source_fps = Fraction(info.fps).limit_denominator(1001)
@@ -163,34 +185,51 @@ def segment_video(src_path: str | Path, dst_path: str | Path, predictor, *, stri
 
     start = time.perf_counter()
     src = _open(src_path)
-    out, stream, codec = open_encoder(dst_path, width, height, out_fps)
-    report = VideoReport(str(src_path), str(dst_path), codec, width, height, float(source_fps), float(out_fps), stride)
+    outputs, reports = [], []
     try:
-        for rgb in _decoded_frames(src, report, width, height):
-            if (report.frames_read - 1) % stride:
+        for dst_path in dst_paths:
+            out, stream, codec = open_encoder(dst_path, width, height, out_fps)
+            outputs.append((out, stream))
+            reports.append(VideoReport(str(src_path), str(dst_path), codec, width, height, float(source_fps),
+                                       float(out_fps), stride))
+        first = reports[0]
+        for rgb in _decoded_frames(src, first, width, height):
+            if (first.frames_read - 1) % stride:
                 continue
-            t0 = time.perf_counter()
-            annotated = annotate(predictor, rgb, alpha=alpha, style=style)
-            latency = (time.perf_counter() - t0) * 1e3
-            frame = av.VideoFrame.from_ndarray(annotated, format="rgb24")
-            frame.pts = report.frames_segmented
-            frame.time_base = 1 / out_fps
-            for packet in stream.encode(frame):
-                out.mux(packet)
-            report.latencies_ms.append(latency)
-            if on_frame:
-                on_frame(FrameEvent(report.frames_segmented - 1, expected, annotated, latency))
-            if max_frames is not None and report.frames_segmented >= max_frames:
+            for k, (predictor, (out, stream), report) in enumerate(zip(predictors, outputs, reports)):
+                t0 = time.perf_counter()
+                annotated = annotate(predictor, rgb, alpha=alpha, style=style)
+                latency = (time.perf_counter() - t0) * 1e3
+                frame = av.VideoFrame.from_ndarray(annotated, format="rgb24")
+                frame.pts = report.frames_segmented
+                frame.time_base = 1 / out_fps
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                report.latencies_ms.append(latency)
+                if on_frame:
+                    on_frame(FrameEvent(report.frames_segmented - 1, expected, annotated, latency, stream=k))
+            if max_frames is not None and first.frames_segmented >= max_frames:
                 break
-        for packet in stream.encode(None):  # flush the encoder's delayed frames
-            out.mux(packet)
+        for out, stream in outputs:
+            for packet in stream.encode(None):  # flush the encoder's delayed frames
+                out.mux(packet)
     finally:
-        out.close()
+        for out, _ in outputs:
+            out.close()
         src.close()
-    report.wall_seconds = time.perf_counter() - start
-    if report.frames_segmented == 0:
+    wall = time.perf_counter() - start
+    for report in reports:
+        report.wall_seconds = wall
+        report.frames_read, report.truncated = first.frames_read, first.truncated
+    if first.frames_segmented == 0:
         raise VideoError(f"{Path(src_path).name}: no frame could be decoded")
-    return report
+    return reports
+
+
+def combined_fps(reports: list[VideoReport]) -> float:
+    """Segmented frames of all models together per second of wall clock (one shared run)."""
+    wall = max((r.wall_seconds for r in reports), default=0.0)
+    return sum(r.frames_segmented for r in reports) / wall if wall > 0 else 0.0
 
 
 def _decoded_frames(container, report: VideoReport, width: int, height: int):

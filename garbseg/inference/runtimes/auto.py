@@ -50,6 +50,18 @@ def block_medians(engines: dict[str, Engine], size: int, *, passes: int = PASSES
     return {name: median_ms(samples[name]) for name in engines}
 
 
+TIMING_COST = 1.0  # the final timing of the passing candidates, in prepare_cost units
+
+
+def _progress_line(k: int, n: int, name: str, elapsed: float, done_cost: float, total_cost: float) -> str:
+    """``auto: [3/8] onnx ... (12 s so far, about 40 s left)``: the estimate scales the time spent so far
+    by the candidates' relative ``prepare_cost`` (none before the first cost-bearing one is done)."""
+    left = ""
+    if done_cost > 0:
+        left = f", about {elapsed / done_cost * (total_cost - done_cost):.0f} s left"
+    return f"auto: [{k + 1}/{n}] preparing and checking {name} ({elapsed:.0f} s so far{left})"
+
+
 def cached_choice(ctx: BuildContext, fingerprint: dict, *, partial: bool = False) -> str | None:
     entry = read_json(_choice_file(ctx, partial))
     return entry.get("runtime") if entry.get("fingerprint") == fingerprint else None
@@ -63,13 +75,20 @@ def choose(ctx: BuildContext, fingerprint: dict, candidates: list[str], build, c
     cached apart from the full one."""
     engines: dict[str, Engine] = {}
     report: dict[str, dict] = {}
-    for name in candidates:
+    start = time.perf_counter()
+    costs = {name: ENGINES[name].prepare_cost if name in ENGINES else 1.0 for name in candidates}
+    total_cost = sum(costs.values()) + TIMING_COST
+    done_cost = 0.0
+    for k, name in enumerate(candidates):
+        ctx.log(_progress_line(k, len(candidates), name, time.perf_counter() - start, done_cost, total_cost))
         try:
             engine = build(name)
         except RuntimeUnavailable as exc:
             report[name] = {"usable": False, "reason": str(exc)}
+            done_cost += costs[name]
             continue
         result = check(engine)
+        done_cost += costs[name]
         report[name] = {"usable": bool(result["passed"]), **{k: v for k, v in result.items() if k != "runtime"}}
         if result["passed"]:
             engines[name] = engine

@@ -84,6 +84,9 @@ class Engine:
     int8 = False
     packages: tuple[str, ...] = ()
     auto = True
+    # Relative cost of preparing and checking it on first use (a float export and parity check = 1):
+    # weights for the time left that ``auto`` reports while it prepares its candidates.
+    prepare_cost = 1.0
 
     @classmethod
     def recipe(cls) -> list[str]:

@@ -64,10 +64,16 @@ def build_reference(ctx: BuildContext, eager: Engine, *, with_miou: bool) -> Ref
         images = torch.from_numpy(np.concatenate(preprocess_paths(chosen, ctx)))
     else:
         images = _synthetic_images(ctx)
-    argmax = torch.cat([eager(images[i : i + 1]).argmax(1) for i in range(len(images))])
+    # One eager pass serves both the classes at input size and the val confusion matrices.
+    argmax, matrices = [], []
+    for i in range(len(images)):
+        logits = eager(images[i : i + 1])
+        argmax.append(logits.argmax(1))
+        if masks is not None:
+            matrices += confusions(lambda _, out=logits: out, [(None, [masks[i]])], len(ctx.loaded.classes))
     if masks is not None:
-        eager_miou = _miou(ctx, eager, images, masks)
-    return Reference(images, argmax, masks, eager_miou, source)
+        eager_miou = float(miou_of(matrices, ctx.loaded.classes))
+    return Reference(images, torch.cat(argmax), masks, eager_miou, source)
 
 
 def _miou(ctx: BuildContext, engine: Engine, images: torch.Tensor, masks: list) -> float:

@@ -35,6 +35,7 @@ class HeadLogits(nn.Module):
 
 class TorchEngine(Engine):
     name = "torch"  # the reference: never falls back, always passes its check
+    prepare_cost = 0.0
 
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx)
