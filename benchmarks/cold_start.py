@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,38 +30,22 @@ sys.path.insert(0, str(ROOT))
 from garbseg.core.paths import default_data_dir  # noqa: E402
 from garbseg.models.zoo import default_model  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from app_server import CHROMIUM, CHROMIUM_ARGS, AppDidNotStart, AppServer  # noqa: E402
 
 
 def one_run(browser, photo: Path, model: str, wait_fast: float, idle_first: bool) -> dict:
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="garbseg-cold-") as cache:
         env = {k: v for k, v in os.environ.items() if k != "GARBSEG_RUNTIME"}
         env["GARBSEG_CACHE"] = cache
-        log = open(Path(cache) / "streamlit.log", "wb")
+        log_path = Path(cache) / "streamlit.log"
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                 "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    if time.time() > deadline or proc.poll() is not None:
-                        raise SystemExit(f"streamlit did not start (log: {log.name})")
-                    time.sleep(0.2)
+            server = AppServer(env, log=log_path).__enter__()
+        except AppDidNotStart as exc:
+            raise SystemExit(str(exc)) from exc
+        url = server.url
+        try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)  # a first run teaches a fresh server the st.navigation pages
             page.get_by_role("heading", name="garbseg - garbage segmentation").wait_for(timeout=60_000)
@@ -89,20 +70,14 @@ def one_run(browser, photo: Path, model: str, wait_fast: float, idle_first: bool
                     fast = time.perf_counter() - t0
                     fast_runtime = re.search(r"on (\S+)\)", switched.first.inner_text()).group(1)
                 except Exception:  # never switched within the wait: reported as such, with the server's log
-                    log.flush()
-                    print("no switch; server log tail:\n" + Path(log.name).read_text(errors="replace")[-1500:]
+                    print("no switch; server log tail:\n" + log_path.read_text(errors="replace")[-1500:]
                           + "\ncache: " + ", ".join(sorted(f.name for f in Path(cache).rglob("*") if f.is_file())),
                           flush=True)
             page.close()
             return {"page_ready_s": ready, "first_overlay_s": first, "first_runtime": first_runtime,
                     "fast_overlay_s": fast, "fast_runtime": fast_runtime}
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            server.__exit__()
 
 
 def main() -> None:

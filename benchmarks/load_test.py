@@ -23,22 +23,19 @@ import os
 import random
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(ROOT / "scripts"))
+from app_server import CHROMIUM, CHROMIUM_ARGS, AppServer  # noqa: E402
+
 MODEL = "mobilenet_v3_large-lraspp"
 
 
@@ -162,35 +159,14 @@ def main() -> int:
     checkpoints = work / "checkpoints"
     checkpoints.mkdir()
     shutil.copy(ROOT / "checkpoints" / f"{MODEL}.safetensors", checkpoints)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     (work / "tmp").mkdir()
     env = {**os.environ, "GARBSEG_CACHE": str(work / "cache"), "GARBSEG_CHECKPOINTS": str(checkpoints),
            "GARBSEG_RUNTIME": args.runtime, "TMPDIR": str(work / "tmp")}  # the server's own temp folder
-    log = open(work / "streamlit.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     out = {"latencies": [], "errors": [], "uploads": 0, "bench_runs": []}
     started = time.time()
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
-        asyncio.run(drive(url, args.seconds, args.uploaders, args.benchmarks, server.pid, out))
-        alive = server.poll() is None
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with AppServer(env, log=work / "streamlit.log", timeout_s=45) as server:
+        asyncio.run(drive(server.url, args.seconds, args.uploaders, args.benchmarks, server.proc.pid, out))
+        alive = server.proc.poll() is None
 
     with sqlite3.connect(work / "cache" / "results.sqlite") as con:
         owners = con.execute("SELECT session, COUNT(*), COUNT(DISTINCT key) FROM results GROUP BY session").fetchall()

@@ -15,40 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(port: int, env: dict | None = None) -> subprocess.Popen:
-    """``streamlit run app.py`` in the background; returns once the health endpoint answers."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError("streamlit did not start within 60 s")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_server import CHROMIUM, CHROMIUM_ARGS, AppServer  # noqa: E402
 
 
 def wait_idle(page, timeout_ms: int = 180_000) -> None:
@@ -110,13 +83,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photo = Path(args.photo) if args.photo else sorted((default_data_dir() / "val" / "images").glob("*.jpg"))[0]
-    port = free_port()
     env = {"GARBSEG_CACHE": str(out / "cache")}
     if args.checkpoints:
         env["GARBSEG_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
-    app = start_app(port, env)
+    app = AppServer({**os.environ, **env}).__enter__()
     video = slideshow(sorted((default_data_dir() / "val" / "images").glob("*.jpg"))[:8], out / "slideshow.mp4")
-    base = f"http://127.0.0.1:{port}"
+    base = app.url
     try:
         with sync_playwright() as p:
             fake_camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -200,8 +172,7 @@ def main() -> None:
             snap(page, out / "models.png")
             browser.close()
     finally:
-        app.terminate()
-        app.wait(10)
+        app.__exit__()
     print(f"screenshots in {out}")
 
 

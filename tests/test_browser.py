@@ -7,11 +7,8 @@ Run with ``pytest -m browser``.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,9 @@ import pytest
 from conftest import REAL_DATA, requires_real_data
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(ROOT / "scripts"))
+from app_server import CHROMIUM, CHROMIUM_ARGS, AppDidNotStart, AppServer  # noqa: E402
+
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [
@@ -31,41 +28,16 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    port = free_port()
     # Eager torch: this checks the browser path; auto's one-off preparation is covered by test_app.py.
     env = {**os.environ, "GARBSEG_CACHE": str(tmp_path_factory.mktemp("cache")),
            "GARBSEG_CHECKPOINTS": str(tmp_path_factory.mktemp("no-checkpoints")), "GARBSEG_RUNTIME": "torch"}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 45
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    pytest.fail(f"streamlit did not start (log: {log.name})")
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        with AppServer(env, log=tmp_path_factory.mktemp("log") / "streamlit.log", timeout_s=45) as app:
+            yield app.url
+    except AppDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
