@@ -234,10 +234,10 @@ def _server_log(message: str) -> None:
 
 
 def _build_predictor(loaded, input_size: int | None, runtime: str, threads: int, data_dir: str,
-                     log=None) -> Predictor:
+                     log=None, exclusive=None) -> Predictor:
     # calibrate=False: int8 calibration takes minutes per model; auto uses int8 only once calibrated.
     predictor = Predictor(loaded, input_size, runtime=runtime, threads=threads, data_dir=data_dir or None,
-                          calibrate=False, log=log)
+                          calibrate=False, log=log, exclusive=exclusive)
     predictor.predict(Image.new("RGB", (predictor.size, predictor.size)))  # one-off setup, not billed later
     return predictor
 
@@ -272,8 +272,11 @@ def _prepare(key: tuple, loaded, start: bool) -> Future:
                 # Not under INFERENCE_LOCK: eager answers meanwhile (auto times its candidates in
                 # interleaved blocks, so that load hits all of them alike).
                 try:
+                    # The ONNX export alone holds the inference lock: torch.export's fake-tensor
+                    # mode is process-wide, and an eager answer during it would fail.
                     future.set_result(_build_predictor(loaded, input_size, runtime, threads, data_dir,
-                                                       log=_server_log))
+                                                       log=_server_log,
+                                                       exclusive=lambda: InferenceSection(threads)))
                     _server_log(f"{key[0]} at {input_size or 'its size'} on {future.result().resolved_runtime}: ready")
                 except BaseException as exc:  # reported to whoever asks for this engine
                     future.set_exception(exc)

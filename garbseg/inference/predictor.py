@@ -52,6 +52,7 @@ class Predictor:
     data_dir: str | None = None  # data set for int8 calibration and checks (None: the default one)
     log: object = None  # callable(str) for progress messages while a runtime is prepared
     calibrate: bool = True  # False: auto leaves out int8 runtimes not calibrated yet (interactive use)
+    exclusive: object = None  # context manager factory held while a runtime exports (see BuildContext)
 
     def __post_init__(self) -> None:
         self.loaded.model.eval()
@@ -63,7 +64,8 @@ class Predictor:
             self.engine = None  # eager: call the model directly, nothing to build
         else:
             self.engine = build_engine(self.loaded, self.runtime, size=self.size, threads=self.threads,
-                                       data_dir=self.data_dir, calibrate=self.calibrate, log=self.log)
+                                       data_dir=self.data_dir, calibrate=self.calibrate, log=self.log,
+                                       exclusive=self.exclusive)
 
     @classmethod
     def from_checkpoint(cls, ref, input_size: int | None = None, *, runtime: str = "torch",

@@ -12,6 +12,7 @@ check (:mod:`.checks`) for this model, size and machine, and remembers the choic
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -27,23 +28,23 @@ from .torch_engines import TorchEngine
 
 
 def build_context(loaded: LoadedModel, size: int, threads: int | None = None, data_dir=None,
-                  log: Callable[[str], None] | None = None) -> BuildContext:
+                  log: Callable[[str], None] | None = None, exclusive=None) -> BuildContext:
     """What engines need to build: the model, size, threads, and labelled data for int8 and checks
-    (``data_dir``, else the default data folder where it exists)."""
+    (``data_dir``, else the default data folder where it exists); ``exclusive``: see ``BuildContext``."""
     data = Path(data_dir) if data_dir is not None else default_data_dir()
     return BuildContext(loaded, int(size), int(threads or default_threads()), data if data.exists() else None,
-                        log or (lambda m: None))
+                        log or (lambda m: None), exclusive or nullcontext)
 
 
 def build_engine(loaded: LoadedModel, runtime: str = "torch", *, size: int, threads: int | None = None,
                  data_dir: str | Path | None = None, fallback: bool = True, calibrate: bool = True,
-                 log: Callable[[str], None] | None = None) -> Engine:
+                 log: Callable[[str], None] | None = None, exclusive=None) -> Engine:
     """The engine for ``runtime`` (or ``auto``'s choice). With ``fallback`` a runtime that cannot
     run warns and hands over to the next one in ``FALLBACK``; ``engine.name`` says what runs.
     ``calibrate=False``: ``auto`` leaves out int8 runtimes that were not calibrated and checked yet."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
-    ctx = build_context(loaded, size, threads, data_dir, log)
+    ctx = build_context(loaded, size, threads, data_dir, log, exclusive)
     if runtime == AUTO:
         return auto_engine(ctx, calibrate)
     name = runtime

@@ -19,9 +19,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -63,6 +64,10 @@ class BuildContext:
     threads: int
     data_dir: Path | None = None  # labelled data set root: train images calibrate int8 runtimes
     log: Callable[[str], None] = field(default=lambda msg: None)
+    # Held while torch.export traces the model: its fake-tensor mode is process-wide, and eager inference
+    # in another thread during it fails. A server that prepares runtimes in the background while it
+    # answers passes the lock its inference holds.
+    exclusive: Callable[[], ContextManager] = field(default=nullcontext)
 
     @property
     def name(self) -> str:

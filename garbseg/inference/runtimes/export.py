@@ -48,7 +48,7 @@ def export_onnx(ctx: BuildContext, *, force: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with ctx.exclusive(), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             _export(wrapper, example, Path(tmp))
         if not is_valid_onnx(Path(tmp)):
