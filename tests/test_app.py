@@ -378,39 +378,50 @@ def test_benchmark_bad_zip_shows_an_error_not_a_trace():
     assert not at.success
 
 
+def _visitor(index: int, sizes: list[int], barrier, results) -> None:
+    """One browser session, in its own process (AppTest is not thread-safe: two in one process can
+    corrupt each other's widget registry): benchmark, then report what it sees, own and shared."""
+    at = open_app("pages/3_Benchmark.py")
+    for size in sizes:
+        run_benchmark(at, source="none (speed only)", size=size)
+        assert_clean(at)
+    barrier.wait(timeout=300)  # both sessions have measured
+    at.run()
+    own = sorted(at.dataframe[0].value["size"])
+    at.toggle(key="bench_shared").set_value(True).run()
+    shared = sorted(at.dataframe[0].value["size"])
+    at.toggle(key="bench_shared").set_value(False).run()
+    barrier.wait(timeout=300)
+    if index == 0:  # the first visitor clears: only its own rows go
+        next(b for b in at.button if b.label == "Clear results").click().run()
+        assert any("No results yet" in i.value for i in at.info)
+    barrier.wait(timeout=300)
+    at.run()
+    left = [] if any("No results yet" in i.value for i in at.info) else sorted(at.dataframe[0].value["size"])
+    results.put((index, own, shared, left))
+
+
 def test_two_sessions_benchmarking_at_once_keep_all_their_rows_and_see_only_their_own(tmp_path):
-    """Two visitors run benchmarks at the same time (threads, as Streamlit serves sessions): each keeps
-    every row it measured, sees none of the other's until it asks for the shared view, and clears only
-    its own."""
-    import threading
+    """Two visitors run benchmarks at the same time against one results database (two processes, as
+    two server threads would): each keeps every row it measured, sees none of the other's until it asks
+    for the shared view, and clears only its own."""
+    import multiprocessing
 
-    sessions = [open_app("pages/3_Benchmark.py"), open_app("pages/3_Benchmark.py")]
-    failures = []
-
-    def visitor(at, sizes):
-        try:
-            for size in sizes:
-                run_benchmark(at, source="none (speed only)", size=size)
-                assert_clean(at)
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-
-    workers = [threading.Thread(target=visitor, args=(at, sizes)) for at, sizes in zip(sessions, [[224, 320], [224]])]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not failures, failures
-    mine, theirs = sessions
-    assert sorted(mine.dataframe[0].value["size"]) == [224, 320]
-    assert list(theirs.dataframe[0].value["size"]) == [224]
-    theirs.toggle(key="bench_shared").set_value(True).run()
-    assert sorted(theirs.dataframe[0].value["size"]) == [224, 224, 320]
-    assert len(ResultsStore.open(str(tmp_path / "cache" / "results.sqlite")).rows()[0]) == 3
-    next(b for b in mine.button if b.label == "Clear results").click().run()  # clears only mine
-    assert any("No results yet" in i.value for i in mine.info)
-    theirs.run()
-    assert list(theirs.dataframe[0].value["size"]) == [224]
+    spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch thread pools
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    visitors = [spawn.Process(target=_visitor, args=(i, sizes, barrier, results))
+                for i, sizes in enumerate([[224, 320], [224]])]
+    for v in visitors:
+        v.start()
+    reports = dict((r[0], r[1:]) for r in (results.get(timeout=300) for _ in visitors))
+    for v in visitors:
+        v.join(60)
+    assert [v.exitcode for v in visitors] == [0, 0]
+    (mine_own, mine_shared, mine_left), (theirs_own, theirs_shared, theirs_left) = reports[0], reports[1]
+    assert mine_own == [224, 320] and theirs_own == [224]
+    assert mine_shared == theirs_shared == [224, 224, 320]
+    assert len(ResultsStore.open(str(tmp_path / "cache" / "results.sqlite")).rows()[0]) == 1  # after the clear
+    assert mine_left == [] and theirs_left == [224]
 
 
 def test_a_bad_value_in_the_results_database_is_a_warning_not_a_trace(tmp_path):
