@@ -22,7 +22,7 @@ from .data.export import FORMATS, parse_formats
 from .inference import Predictor, evaluate_sharded
 from .inference.runtimes import parse_runtimes, runtimes_help
 from .inference.runtimes.cache import cache_entries, clean_cache
-from .models import DEFAULT_CLASSES, list_models, open_model, parse_model_name, shipped_checkpoints
+from .models import DEFAULT_CLASSES, open_model, parse_model_name, shipped_checkpoints
 from .present.batch import SUMMARY_FILE, plan_images, predict_images
 from .train import TrainConfig, train
 

@@ -61,11 +61,9 @@ class LabelledPhoto:
 
 def labelled_photo(dataset: SegmentationDataset, name: str) -> LabelledPhoto:
     """The example ``name`` (a file name of ``dataset``) with its labels."""
-    names = [path.name for path in dataset.image_paths]
-    if name not in names:
-        raise KeyError(f"{name} is not a photo of {dataset.name}")
-    image, truth = dataset.load_raw(names.index(name))
+    index = dataset.index_of(name)
+    image, truth = dataset.load_raw(index)
     # The content hash keys cached predictions, as for uploads; the labels' path makes it unique per set.
-    key = digest(image.tobytes() + str(dataset.image_paths[names.index(name)]).encode())
+    key = digest(image.tobytes() + str(dataset.samples[index].image).encode())
     return LabelledPhoto(Photo(name, image, image.size, key), truth, list(dataset.classes))
 

@@ -90,6 +90,13 @@ class SegmentationDataset(Dataset):
             raise ValueError(f"not images of {self.name}: {unknown[:MAX_ERRORS_SHOWN]}")
         self.samples = [by_image[Path(p)] for p in paths]
 
+    def index_of(self, image_name: str) -> int:
+        """The index of the image with this file name; ``KeyError`` when the set has none."""
+        for index, sample in enumerate(self.samples):
+            if sample.image.name == image_name:
+                return index
+        raise KeyError(f"{image_name} is not a photo of {self.name}")
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)

@@ -69,10 +69,7 @@ class PhotoReview:
 
 def review_photo(predictor, dataset: SegmentationDataset, image_name: str) -> PhotoReview:
     """Predict one photo of ``dataset`` (by file name) again and score it against its labels."""
-    names = [path.name for path in dataset.image_paths]
-    if image_name not in names:
-        raise KeyError(f"{image_name} is not a photo of {dataset.name}")
-    photo, truth = dataset.load_raw(names.index(image_name))
+    photo, truth = dataset.load_raw(dataset.index_of(image_name))
     prediction = predictor.predict(photo)
     return PhotoReview(image_name, photo, truth, prediction, image_miou(prediction, truth, len(dataset.classes)),
                        len(dataset.classes))
