@@ -356,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from the weights of a garbseg checkpoint of the same model (continue training)")
     p.add_argument("--skip-broken", dest="on_error", action="store_const", const="skip",
                    help="leave out unreadable images or labels with a warning instead of stopping")
+    p.add_argument("--extra-data", dest="extra_data",
+                   help="a second training set with the same classes, e.g. pseudo-labelled TrashNet "
+                        "(python -m scripts.pseudo_label --out runs/pseudo/trashnet); validation stays on --data")
+    p.add_argument("--extra-ratio", dest="extra_ratio", type=NON_NEGATIVE_FLOAT,
+                   help="extra photos per epoch, relative to the --data train photos (default 1: half of each epoch)")
+    p.add_argument("--teacher",
+                   help="distil from this checkpoint or model name: its soft outputs on the same augmented batch")
+    p.add_argument("--distill-weight", dest="distill_weight", type=NON_NEGATIVE_FLOAT,
+                   help="weight of the distillation loss next to cross-entropy (default 1)")
+    p.add_argument("--distill-temperature", dest="distill_temperature", type=POSITIVE,
+                   help="softmax temperature of the distillation loss (default 1)")
+    p.add_argument("--copy-paste", dest="copy_paste", type=FRACTION,
+                   help="share of each batch's photos that get another photo's objects pasted in (default 0)")
     p.set_defaults(func=cmd_train)
 
     def add_checkpoint(p, many=False):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset
+from .mixing import MixedTrainSet
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class AugmentParams:
 class DeviceTrainSet:
     """A whole training split as device tensors, served as augmented, normalised batches."""
 
-    def __init__(self, dataset: SegmentationDataset, params: AugmentParams, *, device: str | torch.device,
+    def __init__(self, dataset: SegmentationDataset | MixedTrainSet, params: AugmentParams, *, device: str | torch.device,
                  store_side: int):
         """Decode ``dataset`` once; every pair is stored squashed to ``store_side`` square.
 
@@ -68,14 +69,16 @@ class DeviceTrainSet:
         return len(self.images)
 
     def batches(self, batch_size: int, generator: torch.Generator, *, drop_last: bool = True,
-                rank: int = 0, world_size: int = 1, augment_generator: torch.Generator | None = None):
-        """One epoch: ``(images, masks)`` batches in a random order drawn from ``generator``.
+                order: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
+                augment_generator: torch.Generator | None = None):
+        """One epoch: ``(images, masks)`` batches in ``order`` (default: a random order of every stored
+        pair drawn from ``generator``).
 
         Under torchrun every rank draws the same order (same ``generator`` seed) and augments its own
         slice ``[rank::world_size]`` of each ``batch_size`` (global) batch, with its own
         ``augment_generator`` so that ranks do not repeat one another's warps.
         """
-        order = torch.randperm(len(self), generator=generator)
+        order = torch.randperm(len(self), generator=generator) if order is None else order
         augment_generator = augment_generator or generator
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):

@@ -8,8 +8,8 @@ continues it. Each epoch reseeds from ``seed + epoch``: a resumed run sees the s
 augmentations as an uninterrupted one.
 
 Under ``torchrun`` the same loop trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA):
-``batch_size`` is the global batch, split evenly over the processes; a DistributedSampler (reseeded
-per epoch with ``set_epoch``) gives each rank its slice of the same permutation a single process
+``batch_size`` is the global batch, split evenly over the processes; every rank draws the same
+epoch order (seeded per epoch) and takes its slice of each batch, the images a single process
 would walk, so one step sees the same images however many processes share it; validation sums one
 confusion matrix over ranks; rank 0 alone logs and writes the run folder, and every rank resumes
 from it.
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..core import distributed
@@ -40,7 +40,10 @@ from ..inference import Predictor, evaluate_sharded
 from ..models import (BACKBONES, CheckpointMeta, LoadedModel, build_model, default_output_stride, load_checkpoint,
                       make_metadata, parse_model_name, save_checkpoint)
 from ..models.backbone_init import initialise_backbone
+from .copy_paste import copy_paste
 from .device_augment import AugmentParams, DeviceTrainSet
+from .distill import Teacher, distillation_loss
+from .mixing import MixedTrainSet
 from .weight_average import WeightEMA
 
 STATE_FILE = "state.pt"
@@ -92,6 +95,17 @@ class TrainConfig:
     backbone_init: str = "random"
     init_from: str | None = None  # a garbseg checkpoint whose weights start this run (continue training)
     train_split: str = "train"
+    # A second training set with the same classes (e.g. pseudo-labelled TrashNet, garbseg.train.mixing):
+    # each epoch adds extra_ratio x (train photos) of its photos, a new random subset every epoch.
+    extra_data: str | None = None
+    extra_split: str = "train"
+    extra_ratio: float = 1.0
+    # Distillation (garbseg.train.distill): a trained checkpoint whose soft outputs on the same
+    # augmented batch the student also matches, loss = CE + distill_weight * T^2 * KL.
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 1.0
+    copy_paste: float = 0.0  # share of each batch's photos that receive another photo's objects
     val_split: str = "val"
     bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
     num_workers: int = 0
@@ -201,12 +215,15 @@ class Trainer:
         # On the device, DeviceTrainSet augments whole batches; a per-image transform would go unused.
         transform = None if c.augment_on_device else TrainTransform(
             size=c.size, resize=c.resize, **_augmentation(c))
-        self.train_set = load_dataset(c.data, c.train_split, cache=True, cache_max_side=c.resize,
-                                      on_error=c.on_error, transform=transform)
+        split_options = dict(cache=True, cache_max_side=c.resize, on_error=c.on_error, transform=transform)
+        primary = load_dataset(c.data, c.train_split, **split_options)
+        extra = load_dataset(c.extra_data, c.extra_split, **split_options) if c.extra_data else None
         self.val_set = load_dataset(c.data, c.val_split, cache=True, on_error=c.on_error)
         if c.on_error == "skip":  # drop broken samples for good, so none is counted twice
-            self.train_set.validate()
-            self.val_set.validate()
+            for dataset in (primary, extra, self.val_set):
+                if dataset is not None:
+                    dataset.validate()
+        self.train_set = MixedTrainSet(primary, extra, c.extra_ratio)
         if c.limit_val:
             self.val_set.samples = self.val_set.samples[: c.limit_val]
         self.classes = list(self.train_set.classes)
@@ -230,14 +247,14 @@ class Trainer:
         self.stepper = (DistributedDataParallel(self.model) if self.world_size > 1 else self.model)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, c.lr, c.backbone_lr_scale),
                                            lr=c.lr, weight_decay=c.weight_decay)
-        self.steps_per_epoch = (len(self.train_set) // c.batch_size if c.augment_on_device
-                                else math.ceil(len(self.train_set) / c.batch_size))
+        self.steps_per_epoch = self.train_set.epoch_size // c.batch_size  # whole batches only
         if c.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, c.max_steps_per_epoch)
         # The lambda reads the current length, so a time budget can shorten the schedule mid-run.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(self.cfg, s, self.steps_per_epoch * self.cfg.epochs))
         self.bf16 = c.bf16 if c.bf16 is not None else (c.device.startswith("cuda") or cpu_supports_bf16())
+        self.teacher = Teacher(c.teacher, self.classes, device=c.device) if c.teacher else None
         self.epoch = 0
         self.history: list[dict] = []
         self.best_miou = -1.0
@@ -312,11 +329,10 @@ class Trainer:
             trained=True,
             epoch=self.epoch,
             recipe={k: v for k, v in asdict(c).items() if k not in ("data", "out")}
-            | {"bf16": self.bf16, "batch_per_process": self.batch_per_process},
+            | {"bf16": self.bf16, "batch_per_process": self.batch_per_process}
+            | ({"teacher": self.teacher.record} if self.teacher else {}),
             world_size=self.world_size,
-            data={"name": self.train_set.name, "layout": self.train_set.layout,
-                  "train_images": len(self.train_set), "val_images": len(self.val_set),
-                  "val_split": c.val_split},
+            data=self.train_set.describe() | {"val_images": len(self.val_set), "val_split": c.val_split},
             metrics={k: metrics[k] for k in ("miou", "per_class_iou", "precision", "recall", "pixel_accuracy",
                                              "num_images") if k in metrics},
             train_seconds=round(self.train_seconds, 1),
@@ -345,17 +361,16 @@ class Trainer:
 
     def _batches(self, gen: torch.Generator, augment_seed: int):
         c = self.cfg
+        order = self.train_set.epoch_order(gen)  # every rank draws the same order from the same seed
         if self.device_set is not None:
-            return self.device_set.batches(c.batch_size, gen, rank=self.rank, world_size=self.world_size,
+            return self.device_set.batches(c.batch_size, gen, order=order, rank=self.rank,
+                                           world_size=self.world_size,
                                            augment_generator=torch.Generator().manual_seed(augment_seed)
                                            if self.world_size > 1 else None)
-        # One sampler for one process or many: rank r walks permutation[r::world_size], so step s of
-        # all ranks together covers permutation[s * batch : (s + 1) * batch], as one process would.
-        sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True,
-                                     seed=c.seed * 1000)
-        sampler.set_epoch(self.epoch)
-        return DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=sampler, drop_last=True,
-                          num_workers=c.num_workers, generator=gen, persistent_workers=False)
+        # Rank r walks order[r::world_size], so step s of all ranks together covers
+        # order[s * batch : (s + 1) * batch], as one process would.
+        return DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=order[self.rank::self.world_size].tolist(),
+                          drop_last=True, num_workers=c.num_workers, persistent_workers=False)
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -381,11 +396,15 @@ class Trainer:
             if step >= self.steps_per_epoch:
                 break
             images, masks = images.to(c.device), masks.to(c.device)
+            images, masks = copy_paste(images, masks, c.copy_paste)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
                 outputs = self.stepper(images)
+                soft = self.teacher.logits(images) if self.teacher else None
             loss = segmentation_loss(outputs, masks, c.aux_weight, c.label_smoothing)
+            if soft is not None:
+                loss = loss + c.distill_weight * distillation_loss(outputs["out"], soft, c.distill_temperature)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -430,7 +449,7 @@ class Trainer:
         ``c.epochs`` may shrink while this runs (time budget), so the loop reads it afresh.
         """
         c = self.cfg
-        self.log(f"training {c.model} on {self.train_set.name} ({len(self.train_set)} images, "
+        self.log(f"training {c.model} on {self.train_set.name} ({self.train_set.epoch_size} images an epoch, "
                  f"{len(self.classes)} classes) for {c.epochs} epochs -> {self.out}; bf16={self.bf16}")
         self.log(f"batch {c.batch_size} in total = {self.batch_per_process} per process x {self.world_size} "
                  f"process{'es' if self.world_size > 1 else ''}"

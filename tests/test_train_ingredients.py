@@ -1,0 +1,98 @@
+"""The training ingredients of the TrashNet recipe: mixing a second set in, copy-paste, distillation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from garbseg.data import IGNORE_INDEX, load_dataset
+from garbseg.data.constants import DatasetError
+from garbseg.models.checkpoints import read_metadata
+from garbseg.train import TrainConfig, Trainer, train
+from garbseg.train.copy_paste import copy_paste
+from garbseg.train.distill import Teacher, distillation_loss
+from garbseg.train.mixing import MixedTrainSet
+
+from conftest import make_yolo_set
+
+
+@pytest.fixture(scope="module")
+def extra_data(tmp_path_factory):
+    return make_yolo_set(tmp_path_factory.mktemp("extra") / "set", n_train=20, n_val=2, seed=5)
+
+
+def test_an_epoch_holds_every_primary_photo_once_and_the_ratio_of_extra_ones(tiny_data, extra_data):
+    mixed = MixedTrainSet(load_dataset(tiny_data, "train"), load_dataset(extra_data, "train"), extra_ratio=1.5)
+    assert len(mixed) == 28 and mixed.extra_per_epoch == 12 and mixed.epoch_size == 20
+    orders = [mixed.epoch_order(torch.Generator().manual_seed(epoch)) for epoch in range(3)]
+    for order in orders:
+        primary, extra = order[order < 8], order[order >= 8]
+        assert sorted(primary.tolist()) == list(range(8))
+        assert len(extra) == 12 and len(set(extra.tolist())) == 12 and extra.max() < 28
+    # A new subset of the extra set each epoch, and shuffled together with the primary photos.
+    assert set(orders[0][orders[0] >= 8].tolist()) != set(orders[1][orders[1] >= 8].tolist())
+    assert not torch.equal(orders[0][:8].sort().values, torch.arange(8)) or orders[0][8:].min() < 8
+    assert MixedTrainSet(load_dataset(tiny_data, "train")).epoch_size == 8
+
+
+def test_mixing_refuses_a_set_with_other_classes(tiny_data, tmp_path):
+    other = make_yolo_set(tmp_path / "other", n_train=2, n_val=1)
+    (other / "data.yaml").write_text("path: .\ntrain: train/images\nval: val/images\nnames:\n  0: cat\n  1: dog\n")
+    with pytest.raises(DatasetError, match="same classes"):
+        MixedTrainSet(load_dataset(tiny_data, "train"), load_dataset(other, "train"))
+
+
+def test_copy_paste_moves_object_pixels_with_their_labels():
+    images = torch.zeros(2, 3, 4, 4)
+    images[1] = 1.0
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[1, :2, :2] = 2  # photo 1's object: top-left corner, class 2
+    masks[1, 3, 3] = IGNORE_INDEX  # unsure pixels are never pasted
+    pasted, labels = copy_paste(images, masks, probability=1.0, generator=torch.Generator().manual_seed(0))
+    # Photo 0 received photo 1's object (pixels and labels), nothing else changed.
+    assert torch.equal(labels[0, :2, :2], torch.full((2, 2), 2)) and pasted[0, :, :2, :2].eq(1).all()
+    assert labels[0].sum() == 8 and pasted[0].sum() == 12 and labels[0, 3, 3] == 0
+    # Photo 1's donor (photo 0) has no object: photo 1 stays as it was.
+    assert torch.equal(labels[1], masks[1]) and torch.equal(pasted[1], images[1])
+    same, same_labels = copy_paste(images, masks, probability=0.0)
+    assert same is images and same_labels is masks
+
+
+def test_distillation_loss_is_zero_for_a_matching_student_and_grows_with_disagreement():
+    teacher = torch.randn(2, 3, 5, 5)
+    assert distillation_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    near, far = teacher + 0.1 * torch.randn_like(teacher), -teacher
+    assert 0 < distillation_loss(near, teacher) < distillation_loss(far, teacher)
+    # T^2 scaling keeps the size of the loss comparable across temperatures.
+    assert distillation_loss(far, teacher, 2.0) == pytest.approx(
+        4 * distillation_loss(far / 2, teacher / 2).item(), rel=1e-5)
+
+
+def test_teacher_answers_at_the_batch_resolution_and_refuses_other_classes(tiny_run):
+    teacher = Teacher(str(tiny_run), ["background", "red", "blue"], size=64)
+    assert teacher.logits(torch.randn(2, 3, 48, 48)).shape == (2, 3, 48, 48)
+    with pytest.raises(Exception, match="predicts"):
+        Teacher(str(tiny_run), ["background", "cat"])
+
+
+def test_a_run_with_extra_data_teacher_and_copy_paste_records_its_ingredients(tiny_data, extra_data, tiny_run,
+                                                                              tmp_path):
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "mix"), epochs=2,
+                      batch_size=4, size=64, resize=64, lr=1e-3, bf16=False, extra_data=str(extra_data),
+                      extra_ratio=1.0, teacher=str(tiny_run), copy_paste=0.5, augment_on_device=True)
+    trainer = train(cfg, progress=False, log=lambda s: None)
+    assert trainer.steps_per_epoch == 4  # (8 train + 8 extra) / 4
+    meta = read_metadata(tmp_path / "mix" / "best.safetensors")
+    assert meta.data["extra_images"] == 20 and meta.data["extra_per_epoch"] == 8 and meta.data["train_images"] == 8
+    assert meta.recipe["teacher"]["model"] == "mobilenet_v3_large-lraspp" and meta.recipe["copy_paste"] == 0.5
+    assert meta.recipe["teacher"]["val_miou"] == pytest.approx(read_metadata(tiny_run / "best.safetensors").metrics["miou"])
+    assert all(h["loss"] > 0 for h in trainer.history)
+
+
+def test_the_per_image_loader_path_walks_the_same_mixed_epoch(tiny_data, extra_data, tmp_path):
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "l"), epochs=1,
+                      batch_size=4, size=64, resize=64, bf16=False, extra_data=str(extra_data), extra_ratio=0.5)
+    trainer = Trainer(cfg, progress=False, log=lambda s: None)
+    assert trainer.steps_per_epoch == 3  # (8 + 4) / 4
+    batches = list(trainer._batches(torch.Generator().manual_seed(0), 0))
+    assert len(batches) == 3 and batches[0][0].shape == (4, 3, 64, 64)
