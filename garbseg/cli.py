@@ -367,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the distillation loss next to cross-entropy (default 1)")
     p.add_argument("--distill-temperature", dest="distill_temperature", type=POSITIVE,
                    help="softmax temperature of the distillation loss (default 1)")
+    p.add_argument("--teacher-size", dest="teacher_size", type=SIZE,
+                   help="input size the teacher runs at (default: its own; smaller is cheaper)")
     p.add_argument("--copy-paste", dest="copy_paste", type=FRACTION,
                    help="share of each batch's photos that get another photo's objects pasted in (default 0)")
     p.set_defaults(func=cmd_train)

@@ -4,11 +4,13 @@ Each model trains in runs/<model>/ (resuming if a run is there), then its best e
 checkpoints/<model>.safetensors in float16, re-evaluated from that file in float32 on the val split,
 and the reloaded mIoU is compared with the one recorded during training (must agree within 0.005).
 
-Usage: python -m scripts.train_zoo [MODEL ...] [--data DIR] [--device cpu|cuda] [--recipe cpu|gpu]
-                                   [--export-only] [--no-score] [--rescore]
+Usage: python -m scripts.train_zoo [MODEL ...] [--data DIR] [--device cpu|cuda] [--recipe cpu|gpu|trashnet]
+                                   [--continue-shipped] [--set KEY=VALUE] [--runs DIR]
+                                   [--export-only] [--no-score] [--no-ship] [--rescore]
 The RECIPES below are the record of how every shipped file was trained: ``gpu`` for files trained
 on a lent GPU (augmentation on the device, long schedules sized to a wall-clock budget), ``cpu``
-for the 2-core recipe. ``--no-score`` exports without the CPU re-scoring (on the GPU machine);
+for the 2-core recipe, ``trashnet`` for continuations on garbage-seg train plus pseudo-labelled
+TrashNet (copy-paste, distillation). ``--no-score`` exports without the CPU re-scoring (on the GPU machine);
 ``--rescore`` re-scores shipped files here and records the metrics and the float16 delta.
 Runs that changed a recipe with ``--set`` (CPU continuations with ``--continue-shipped``, a trunk
 taken from another shipped model with ``--set backbone_init=checkpoints/<model>.safetensors``)
@@ -73,7 +75,30 @@ GPU_RECIPES: dict[str, dict] = {
     "resnet50-fcn": {**_SCRATCH, "lr": 1e-3, "output_stride": 16},
     "resnet50-deeplabv3": {**_SCRATCH, "lr": 1e-3, "output_stride": 16},
 }
-RECIPE_SETS = {"cpu": (COMMON, CPU_RECIPES), "gpu": (GPU_COMMON, GPU_RECIPES)}
+# Issue 14: garbage-seg train plus pseudo-labelled TrashNet (python -m scripts.pseudo_label --photos
+# ../shared/data/trashnet --out runs/pseudo/trashnet), each epoch half TrashNet, copy-paste on half
+# the photos, distillation from the best MobileNetV2 at its own size; run with --continue-shipped,
+# i.e. a short continuation of each shipped file on 2 CPU cores. The ablation in the model card
+# switches one ingredient at a time with --set (extra_ratio=0, copy_paste=0, teacher=null).
+PSEUDO_LABELLED = "runs/pseudo/trashnet"
+TRASHNET_COMMON = {**GPU_COMMON, "epochs": 8, "warmup_epochs": 1, "val_every": 1, "time_budget_s": None,
+                   "extra_data": PSEUDO_LABELLED, "extra_ratio": 1.0, "copy_paste": 0.5,
+                   "teacher": "mobilenet_v2-lraspp", "distill_weight": 1.0}
+_SCRATCH_CONTINUED = {"lr": 5e-4, "weight_decay": 1e-2}
+TRASHNET_RECIPES: dict[str, dict] = {
+    "mobilenet_v2-lraspp": {**_PRETRAINED, "lr": 3e-4, "backbone_lr_scale": 0.3, "size": 384, "resize": 512,
+                            "teacher": None},  # the teacher itself: no teacher
+    "mobilenet_v2-deeplabv3": {**_PRETRAINED, "lr": 3e-4, "backbone_lr_scale": 0.3, "size": 320, "resize": 448},
+    "mobilenet_v2-fcn": {**_PRETRAINED, "lr": 3e-4, "backbone_lr_scale": 0.3, "size": 320, "resize": 448},
+    "mobilenet_v3_large-lraspp": _SCRATCH_CONTINUED,
+    "mobilenet_v3_large-deeplabv3": _SCRATCH_CONTINUED,
+    "mobilenet_v3_large-fcn": _SCRATCH_CONTINUED,
+    "resnet50-lraspp": {**_SCRATCH_CONTINUED, "output_stride": 16},
+    "resnet50-fcn": {**_SCRATCH_CONTINUED, "output_stride": 16},
+    "resnet50-deeplabv3": {**_SCRATCH_CONTINUED, "output_stride": 16},
+}
+RECIPE_SETS = {"cpu": (COMMON, CPU_RECIPES), "gpu": (GPU_COMMON, GPU_RECIPES),
+               "trashnet": (TRASHNET_COMMON, TRASHNET_RECIPES)}
 RECIPES = CPU_RECIPES  # the model list, in training order
 
 
@@ -152,6 +177,8 @@ def main() -> None:
     parser.add_argument("--export-only", action="store_true",
                         help="ship the best epoch of each run as it stands (e.g. of an unfinished run)")
     parser.add_argument("--no-score", action="store_true", help="export without re-scoring on the CPU")
+    parser.add_argument("--no-ship", action="store_true",
+                        help="train only, leave checkpoints/ alone (ablation runs; score them with garbseg eval)")
     parser.add_argument("--rescore", action="store_true", help="only re-score the shipped files")
     args = parser.parse_args()
     recipe_set = args.recipe or ("gpu" if args.device.startswith("cuda") else "cpu")
@@ -171,6 +198,8 @@ def main() -> None:
             if not args.export_only:
                 start = {"init_from": str(checkpoint_dir() / f"{name}.safetensors")} if args.continue_shipped else {}
                 train(name, args.data, args.device, Path(args.runs), recipe_set, {**overrides, **start})
+            if args.no_ship:
+                continue
             ship(name, Path(args.runs))
         if not args.no_score:
             log(json.dumps(rescore(name, args.data)))

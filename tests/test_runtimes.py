@@ -27,7 +27,7 @@ from garbseg.inference.runtimes import build_engine, check_engine
 from garbseg.inference.runtimes.cache import model_dir
 from garbseg.inference.runtimes import INT8_RUNTIMES
 from garbseg.inference.runtimes.checks import PARITY_THRESHOLD
-from garbseg.inference.runtimes.export import onnx_path
+from garbseg.inference.runtimes.export import nodes_of_modules, onnx_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -120,6 +120,28 @@ def test_int8_check_measures_the_miou_change(loaded, tiny_data):
     assert result["miou_delta"] == pytest.approx(result["miou"] - result["eager_miou"])
     # cached: the same answer without running anything
     assert check_engine(loaded, engine, data_dir=tiny_data)["seconds"] == result["seconds"]
+
+
+@has_ov
+def test_int8_keeps_the_head_and_the_gates_in_float(loaded, tiny_data):
+    """The tiny model is MobileNetV3-LR-ASPP: its head and squeeze-excitation gates stay float32,
+    the trunk's convolutions are quantised."""
+    import openvino as ov
+
+    engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    onnx_file = Path(engine.details["file"]).with_name(f"model-{SIZE}.onnx")
+    kept = set(nodes_of_modules(onnx_file, ("model.classifier",), ("SqueezeExcitation",)))
+    head = set(nodes_of_modules(onnx_file, ("model.classifier",)))
+    gates = set(nodes_of_modules(onnx_file, (), ("SqueezeExcitation",)))
+    assert head and gates and not head & gates and kept == head | gates
+    quantised_inputs = {}
+    for op in ov.Core().read_model(engine.details["file"]).get_ops():
+        if op.get_type_name() == "Convolution":
+            sources = {op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())}
+            quantised_inputs[op.get_friendly_name()] = "FakeQuantize" in sources or "Convert" in sources
+    float_convs = [name for name, quantised in quantised_inputs.items() if not quantised]
+    assert float_convs and set(float_convs) <= kept
+    assert sum(quantised_inputs.values()) > len(quantised_inputs) // 2  # the trunk is int8
 
 
 @has_ov

@@ -14,9 +14,13 @@ from scripts import train_zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_model_has_a_cpu_and_a_gpu_recipe():
-    for recipes in (train_zoo.CPU_RECIPES, train_zoo.GPU_RECIPES):
+def test_every_model_has_a_recipe_in_every_set():
+    for recipes in (train_zoo.CPU_RECIPES, train_zoo.GPU_RECIPES, train_zoo.TRASHNET_RECIPES):
         assert sorted(recipes) == sorted(list_models())
+    trashnet = train_zoo.recipe("mobilenet_v3_large-fcn", "trashnet", {"copy_paste": 0.0})
+    assert trashnet["extra_data"] == train_zoo.PSEUDO_LABELLED and trashnet["copy_paste"] == 0.0
+    assert trashnet["teacher"] == "mobilenet_v2-lraspp"
+    assert train_zoo.recipe("mobilenet_v2-lraspp", "trashnet", {})["teacher"] is None  # never its own pupil
     gpu = train_zoo.recipe("mobilenet_v2-lraspp", "gpu", {"lr": 5e-4})
     assert gpu["augment_on_device"] and gpu["backbone_init"] == "imagenet" and gpu["lr"] == 5e-4
     assert train_zoo.recipe("resnet50-fcn", "gpu", {})["output_stride"] == 16

@@ -105,6 +105,7 @@ class TrainConfig:
     teacher: str | None = None
     distill_weight: float = 1.0
     distill_temperature: float = 1.0
+    teacher_size: int | None = None  # the teacher's input size; None: its own (what it was trained at)
     copy_paste: float = 0.0  # share of each batch's photos that receive another photo's objects
     val_split: str = "val"
     bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
@@ -217,7 +218,8 @@ class Trainer:
             size=c.size, resize=c.resize, **_augmentation(c))
         split_options = dict(cache=True, cache_max_side=c.resize, on_error=c.on_error, transform=transform)
         primary = load_dataset(c.data, c.train_split, **split_options)
-        extra = load_dataset(c.extra_data, c.extra_split, **split_options) if c.extra_data else None
+        mixing = c.extra_data and c.extra_ratio > 0  # a ratio of 0 is the same as no extra set
+        extra = load_dataset(c.extra_data, c.extra_split, **split_options) if mixing else None
         self.val_set = load_dataset(c.data, c.val_split, cache=True, on_error=c.on_error)
         if c.on_error == "skip":  # drop broken samples for good, so none is counted twice
             for dataset in (primary, extra, self.val_set):
@@ -254,7 +256,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(self.cfg, s, self.steps_per_epoch * self.cfg.epochs))
         self.bf16 = c.bf16 if c.bf16 is not None else (c.device.startswith("cuda") or cpu_supports_bf16())
-        self.teacher = Teacher(c.teacher, self.classes, device=c.device) if c.teacher else None
+        self.teacher = Teacher(c.teacher, self.classes, device=c.device, size=c.teacher_size) if c.teacher else None
         self.epoch = 0
         self.history: list[dict] = []
         self.best_miou = -1.0

@@ -6,6 +6,7 @@ the final name; a file that exists but cannot be parsed (truncated, overwritten)
 
 from __future__ import annotations
 
+import ast
 import os
 import tempfile
 import warnings
@@ -62,6 +63,29 @@ def export_onnx(ctx: BuildContext, *, force: bool = False) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def nodes_of_modules(path: Path, scopes: tuple[str, ...] = (), classes: tuple[str, ...] = ()) -> list[str]:
+    """Names of the ONNX nodes computed inside modules whose path starts with one of ``scopes``
+    (e.g. ``model.classifier``) or whose class name is one of ``classes`` (e.g. ``SqueezeExcitation``).
+
+    The dynamo exporter records each node's module path and class hierarchy in its metadata; a file
+    without them (another exporter) yields no names."""
+    import onnx
+
+    names = []
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        meta = {prop.key: prop.value for prop in node.metadata_props}
+        try:
+            paths = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+            hierarchy = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
+        except (ValueError, SyntaxError):  # a truncated or foreign value: no scope known
+            continue
+        in_scope = any(part.startswith(scope) for part in paths for scope in scopes)
+        in_class = any(entry.rsplit(".", 1)[-1] in classes for entry in hierarchy)
+        if in_scope or in_class:
+            names.append(node.name)
+    return names
 
 
 def _export(module: torch.nn.Module, example: tuple, path: Path) -> None:
