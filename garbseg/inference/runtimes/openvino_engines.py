@@ -39,6 +39,7 @@ from .export import export_onnx, nodes_of_modules
 # most 1 point lost.
 FLOAT_SCOPES = ("model.classifier", "model.aux_classifier")
 FLOAT_CLASSES = ("SqueezeExcitation",)
+INT8_PRESET = "MIXED"  # nncf.QuantizationPreset member
 INT8_RECIPE = "hsm1"  # in the cached file name: a new recipe never reuses an old file
 
 
@@ -131,7 +132,7 @@ class OpenVinoInt8Engine(OpenVinoEngine):
             with contextlib.redirect_stdout(sys.stderr):
                 quantised = nncf.quantize(
                     float_model, nncf.Dataset(arrays), subset_size=len(arrays),
-                    preset=nncf.QuantizationPreset.MIXED, fast_bias_correction=True,
+                    preset=getattr(nncf.QuantizationPreset, INT8_PRESET), fast_bias_correction=True,
                     ignored_scope=nncf.IgnoredScope(names=kept, validate=False) if kept else None)
         except Exception as exc:
             raise RuntimeUnavailable(f"NNCF quantisation failed: {exc}") from exc
