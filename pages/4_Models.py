@@ -30,8 +30,7 @@ for entry in entries:
         if not card["trained"]:
             continue
         st.markdown(f"**Initialisation**: {card['initialisation']}")
-        data = card["data"]
-        st.markdown("**Training data**: " + ("; ".join(f"{k}: {v}" for k, v in data.items()) or "not recorded"))
+        st.markdown(f"**Training data**: {card['data_seen']}")
         if card["metrics"]:
             cols = st.columns(len(card["metrics"]))
             for col, (key, value) in zip(cols, card["metrics"].items()):

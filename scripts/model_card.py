@@ -11,6 +11,7 @@ Usage: python -m scripts.model_card [--out checkpoints/README.md]
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from garbseg.bench import count_gflops
@@ -29,6 +30,13 @@ The app and the CLI find these files by model name.
 "garbage-segmentation" v2, Roboflow Universe project `projetannuel/garbage-segmentation-lt1hb`
 (via the GitHub repository `Sisoodiya/garbage-segmentation-app`), licensed CC BY 4.0. 6 classes plus
 background; 640x640 photos, mostly one object each. The images are not part of this repository.
+
+Files whose data reads "trashnet pseudo-labels" also trained on **TrashNet** (Gary Thung and Mindy
+Yang, Stanford CS 229, 2016; MIT licence; the `dataset-resized` photos, with every near copy of a
+garbage-seg photo removed): 2,276 photos of the five classes shared with garbage-seg, whose masks
+were made by `python -m scripts.pseudo_label` (the folder gives the class, an ensemble of the three
+MobileNetV2 files with flip averaging gives the foreground, unsure pixels ignored). The photos are
+not part of this repository either.
 
 **Metrics.** Confusion matrix accumulated over the whole val split, predictions compared at the labels'
 full resolution: mIoU over the 7 classes (background included), precision and recall averaged with
@@ -84,6 +92,8 @@ def render(table: list[dict]) -> str:
             f"{hms(done.get('train_seconds'))} | {card['machine'] or '-'} |")
     trained = [card for card in table if card["trained"]]
     if trained:
+        lines += ["", "## Data each file saw", "", "| model | data |", "|---|---|"]
+        lines += [f"| {card['name']} | {card['data_seen']} |" for card in trained]
         classes = trained[0]["architecture"]["classes"]
         lines += ["", "## Per-class IoU (val)", "", "| model | " + " | ".join(classes) + " |",
                   "|---|" + "---|" * len(classes)]
@@ -115,6 +125,7 @@ def render(table: list[dict]) -> str:
                 f"{rec.get('bn_momentum', 'architecture default')} | {rec.get('ema_decay') or '-'} | "
                 f"{budget if budget else '-'} | "
                 f"{str(card['provenance'].get('commit'))[:12]} |")
+    lines += ablation_section(checkpoint_dir() / "ablation.json")
     lines += ["", "Training times are wall-clock to the kept epoch on the machine named. The GPU runs shared one "
               "H200 between seven to nine runs at once (`scripts/device_zoo.sh`), so each had a fraction of it; "
               "CPU runs shared two cores with other work. Read them as upper bounds."]
@@ -122,6 +133,28 @@ def render(table: list[dict]) -> str:
     lines += ["", f"Total size of the shipped files: {total:.1f} MiB ({total * 2**20 / 1e6:.1f} million bytes). "
               "Sizes in this card are MiB (2^20 bytes), as `du -h` counts them.", ""]
     return "\n".join(lines)
+
+
+def ablation_section(path: Path) -> list[str]:
+    """The table of ``python -m scripts.ablation`` (checkpoints/ablation.json), if it has been run."""
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    lines = ["", f"## Ablation: what each ingredient added ({record['model']})", "",
+             "Each run continues the shipped file for the same epochs with the `trashnet` recipe of "
+             "`scripts/train_zoo.py`, adding one ingredient to the row above (`python -m scripts.ablation "
+             "--train`, then `python -m scripts.ablation`). Val mIoU from one confusion matrix over the 60 val "
+             "photos, 95% bootstrap interval over photos; all rows score the same photos.", "",
+             "| run | val mIoU (95% CI) | change | best epoch | training | command |", "|---|---|---|---|---|---|"]
+    for row in record["rows"]:
+        low, high = row["miou_ci95"]
+        epochs = f"{row['epoch']} / {row['epochs']}" if row.get("epochs") else str(row.get("epoch", "-"))
+        command = row.get("train_command") or row["command"]
+        lines.append(f"| {row['label']} | {row['miou']:.3f} ({low:.3f}-{high:.3f}) | "
+                     f"{row['change']:+.3f} | {epochs} | {hms(row.get('train_seconds'))} | `{command}` |"
+                     if "change" in row else
+                     f"| {row['label']} | {row['miou']:.3f} ({low:.3f}-{high:.3f}) | - | {epochs} | - | `{command}` |")
+    return lines
 
 
 def main() -> None:

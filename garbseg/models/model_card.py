@@ -39,6 +39,25 @@ def continuation_chain(record: dict | None) -> list[dict]:
     return chain
 
 
+def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
+    """What the weights were trained on, in words: the labelled split, any pseudo-labelled extra set
+    (photos, share per epoch), copy-paste and the teacher; earlier runs that only saw the split first."""
+    parts = [f"garbage-seg train ({data.get('train_images', '?')} photos)"]
+    if data.get("extra_images"):
+        parts.append(f"{data.get('extra_root', 'extra')} pseudo-labels ({data['extra_images']} photos, "
+                     f"{data.get('extra_per_epoch')} per epoch)")
+    text = " + ".join(parts)
+    if recipe.get("copy_paste"):
+        text += f"; copy-paste on {recipe['copy_paste']:.0%} of photos"
+    teacher = recipe.get("teacher")
+    if isinstance(teacher, dict):
+        text += (f"; distilled from {teacher.get('model')} at {teacher.get('input_size')} px "
+                 f"(val mIoU {teacher.get('val_miou') or float('nan'):.3f})")
+    if earlier and data.get("extra_images"):
+        text += "; the runs it continued saw garbage-seg train only"
+    return text
+
+
 def model_card(name: str, checkpoint: str | Path | None) -> dict:
     """The card of one model: sections of plain values, ready to print or tabulate."""
     backbone, head = parse_model_name(name)
@@ -65,6 +84,7 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
             f"{e.get('epoch')} epochs on {e.get('machine')} (val mIoU {e.get('val_miou') or float('nan'):.3f})"
             for e in earlier)
     card["data"] = meta.data
+    card["data_seen"] = data_seen(meta.data, meta.recipe, earlier)
     recipe = meta.recipe
     card["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
     card["recipe_full"] = recipe

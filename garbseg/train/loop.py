@@ -371,8 +371,9 @@ class Trainer:
                                            if self.world_size > 1 else None)
         # Rank r walks order[r::world_size], so step s of all ranks together covers
         # order[s * batch : (s + 1) * batch], as one process would.
-        return DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=order[self.rank::self.world_size].tolist(),
-                          drop_last=True, num_workers=c.num_workers, persistent_workers=False)
+        return DataLoader(self.train_set, batch_size=self.batch_per_process,
+                          sampler=order[self.rank :: self.world_size].tolist(), drop_last=True,
+                          num_workers=c.num_workers, persistent_workers=False)
 
     def _train_mode(self) -> None:
         self.model.train()
