@@ -1,9 +1,16 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (about an hour on 2 cores for the default model)
+    python -m scripts.ablation --train          # the runs (about 35 minutes on 2 cores for the default model)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's table)
 
-Every run continues the same shipped file for the same number of epochs with the ``trashnet``
+The recorded table started from the MobileNetV3-LR-ASPP file as shipped before issue 14 (the full
+run of this table then replaced it); to repeat it from that same start:
+
+    mkdir -p runs/before && git show fcefa77:checkpoints/mobilenet_v3_large-lraspp.safetensors \
+        > runs/before/mobilenet_v3_large-lraspp.safetensors
+    python -m scripts.ablation --start runs/before/mobilenet_v3_large-lraspp.safetensors --train
+
+Every run continues the same start file for the same number of epochs with the ``trashnet``
 recipe of ``scripts/train_zoo.py``, adding one ingredient per row: garbage-seg only (the control:
 what more epochs alone give), + pseudo-labelled TrashNet, + copy-paste, + distillation. Scores are
 ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95% bootstrap interval
@@ -35,10 +42,10 @@ ROWS = [
 ]
 
 
-def train_command(model: str, runs: str, overrides: list[str]) -> list[str]:
-    sets = [arg for item in overrides for arg in ("--set", item)]
-    return [sys.executable, "-m", "scripts.train_zoo", model, "--recipe", "trashnet", "--continue-shipped",
-            "--no-ship", "--no-score", "--runs", runs, *sets]
+def train_command(model: str, start: str, runs: str, overrides: list[str]) -> list[str]:
+    sets = [arg for item in [f"init_from={start}", *overrides] for arg in ("--set", item)]
+    return [sys.executable, "-m", "scripts.train_zoo", model, "--recipe", "trashnet", "--no-ship", "--no-score",
+            "--runs", runs, *sets]
 
 
 def printable(command: list[str]) -> str:
@@ -55,24 +62,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--data", default=str(default_data_dir()))
+    parser.add_argument("--start", help="the checkpoint every run continues (default: the shipped file)")
     parser.add_argument("--train", action="store_true", help="train (or resume) the runs first")
     parser.add_argument("--out", default=str(checkpoint_dir() / "ablation.json"))
     args = parser.parse_args()
+    start = args.start or str(checkpoint_dir() / f"{args.model}.safetensors")
     if args.train:
         for _, runs, overrides in ROWS:
-            subprocess.run(train_command(args.model, runs, overrides), check=True)
-    shipped = checkpoint_dir() / f"{args.model}.safetensors"
-    start = read_metadata(shipped)
-    rows = [{"label": "start: the shipped file before this issue", "checkpoint": str(shipped.name),
-             "command": f"python -m garbseg eval --checkpoint {args.model} --split val", **score(shipped, args.data),
-             "epoch": start.epoch}]
+            subprocess.run(train_command(args.model, start, runs, overrides), check=True)
+    rows = [{"label": "start: the file every run continues", "checkpoint": start,
+             "command": f"python -m garbseg eval --checkpoint {start} --split val", **score(Path(start), args.data),
+             "epoch": read_metadata(start).epoch}]
     for label, runs, overrides in ROWS:
         best = Path(runs) / args.model / "best.safetensors"
         if not best.is_file():
             print(f"{runs}: no run yet (python -m scripts.ablation --train)", file=sys.stderr)
             continue
         meta = read_metadata(best)
-        rows.append({"label": label, "train_command": printable(train_command(args.model, runs, overrides)),
+        rows.append({"label": label, "train_command": printable(train_command(args.model, start, runs, overrides)),
                      "command": f"python -m garbseg eval --checkpoint {best} --split val", **score(best, args.data),
                      "epoch": meta.epoch, "epochs": meta.recipe.get("epochs"),
                      "train_seconds": meta.train_seconds, "machine": meta.machine})
