@@ -31,7 +31,7 @@ The app and the CLI find these files by model name.
 (via the GitHub repository `Sisoodiya/garbage-segmentation-app`), licensed CC BY 4.0. 6 classes plus
 background; 640x640 photos, mostly one object each. The images are not part of this repository.
 
-Files whose data reads "trashnet pseudo-labels" also trained on **TrashNet** (Gary Thung and Mindy
+Files whose data reads "trashnet/train pseudo-labels" also trained on **TrashNet** (Gary Thung and Mindy
 Yang, Stanford CS 229, 2016; MIT licence; the `dataset-resized` photos, with every near copy of a
 garbage-seg photo removed): 2,276 photos of the five classes shared with garbage-seg, whose masks
 were made by `python -m scripts.pseudo_label` (the folder gives the class, an ensemble of the three
@@ -141,11 +141,12 @@ def ablation_section(path: Path) -> list[str]:
         return []
     record = json.loads(path.read_text())
     lines = ["", f"## Ablation: what each ingredient added ({record['model']})", "",
-             "Each run continues the shipped file for the same epochs with the `trashnet` recipe of "
-             "`scripts/train_zoo.py`, adding one ingredient to the row above (`python -m scripts.ablation "
-             "--train`, then `python -m scripts.ablation`). Val mIoU from one confusion matrix over the 60 val "
-             "photos, 95% bootstrap interval over photos; all rows score the same photos.", "",
-             "| run | val mIoU (95% CI) | change | best epoch | training | command |", "|---|---|---|---|---|---|"]
+             "Each run continues the same start file (the shipped file before these runs) for the same epochs "
+             "with the `trashnet` recipe of `scripts/train_zoo.py`, adding one ingredient to the row above "
+             "(`python -m scripts.ablation --start FILE --train`, then `python -m scripts.ablation --start FILE`). "
+             "Val mIoU from one confusion matrix over the 60 val photos, 95% bootstrap interval over photos; "
+             "all rows score the same photos.", "",
+             "| run | val mIoU (95% CI) | change | best epoch | training to it | command |", "|---|---|---|---|---|---|"]
     for row in record["rows"]:
         low, high = row["miou_ci95"]
         epochs = f"{row['epoch']} / {row['epochs']}" if row.get("epochs") else str(row.get("epoch", "-"))

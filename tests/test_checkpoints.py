@@ -154,10 +154,14 @@ def test_model_card_lists_every_earlier_run_of_a_continued_checkpoint():
 def test_model_card_says_which_data_and_teacher_a_file_saw():
     from garbseg.models.model_card import data_seen
 
-    assert data_seen({"train_images": 349}, {}, []) == "garbage-seg train (349 photos)"
-    mixed = {"train_images": 349, "extra_images": 2276, "extra_root": "trashnet", "extra_per_epoch": 349}
+    assert data_seen({"name": "garbage-seg/train", "train_images": 349}, {}, []) == "garbage-seg/train (349 photos)"
+    mixed = {"name": "garbage-seg/train + trashnet/train", "train_images": 349, "extra_images": 2276,
+             "extra_name": "trashnet/train", "extra_per_epoch": 349}
     teacher = {"model": "mobilenet_v2-lraspp", "input_size": 384, "val_miou": 0.7276}
     text = data_seen(mixed, {"copy_paste": 0.5, "teacher": teacher}, [{"epoch": 35}])
-    assert text == ("garbage-seg train (349 photos) + trashnet pseudo-labels (2276 photos, 349 per epoch); "
+    assert text == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels (2276 photos, 349 per epoch); "
                     "copy-paste on 50% of photos; distilled from mobilenet_v2-lraspp at 384 px (val mIoU 0.728); "
                     "the runs it continued saw garbage-seg train only")
+    older = {"name": "garbage-seg/train + trashnet/train", "train_images": 349, "extra_images": 9, "extra_per_epoch": 3}
+    assert data_seen(older, {}, []) == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels "
+                                        "(9 photos, 3 per epoch)")

@@ -86,6 +86,7 @@ def test_a_run_with_extra_data_teacher_and_copy_paste_records_its_ingredients(ti
     assert meta.data["extra_images"] == 20 and meta.data["extra_per_epoch"] == 8 and meta.data["train_images"] == 8
     assert meta.recipe["teacher"]["model"] == "mobilenet_v3_large-lraspp" and meta.recipe["copy_paste"] == 0.5
     assert meta.recipe["teacher"]["val_miou"] == pytest.approx(read_metadata(tiny_run / "best.safetensors").metrics["miou"])
+    assert meta.data["extra_name"].endswith("/train")
     assert all(h["loss"] > 0 for h in trainer.history)
 
 

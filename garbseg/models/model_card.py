@@ -42,9 +42,11 @@ def continuation_chain(record: dict | None) -> list[dict]:
 def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     """What the weights were trained on, in words: the labelled split, any pseudo-labelled extra set
     (photos, share per epoch), copy-paste and the teacher; earlier runs that only saw the split first."""
-    parts = [f"garbage-seg train ({data.get('train_images', '?')} photos)"]
+    primary, _, extra_in_name = data.get("name", "").partition(" + ")  # "garbage-seg/train + trashnet/train"
+    parts = [f"{primary or 'train split'} ({data.get('train_images', '?')} photos)"]
     if data.get("extra_images"):
-        parts.append(f"{data.get('extra_root', 'extra')} pseudo-labels ({data['extra_images']} photos, "
+        extra = data.get("extra_name") or extra_in_name or "extra set"
+        parts.append(f"{extra} pseudo-labels ({data['extra_images']} photos, "
                      f"{data.get('extra_per_epoch')} per epoch)")
     text = " + ".join(parts)
     if recipe.get("copy_paste"):

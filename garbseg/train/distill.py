@@ -30,7 +30,7 @@ class Teacher:
             raise GarbsegError(f"teacher {ref} predicts {loaded.classes}, the student {classes}")
         self.name = loaded.name
         self.size = size or loaded.meta.input_size
-        scored = loaded.meta.training_metrics or loaded.meta.metrics or {}
+        scored = loaded.meta.metrics or loaded.meta.training_metrics or {}  # as the model card shows it
         # What the student's metadata records: which model taught it, how good it was, at what size.
         self.record = {"checkpoint": Path(str(ref)).name, "model": loaded.name, "input_size": self.size,
                        "val_miou": scored.get("miou")}

@@ -74,6 +74,6 @@ class MixedTrainSet:
         """For the checkpoint's metadata and the model card."""
         record = {"name": self.name, "layout": self.layout, "train_images": len(self.primary)}
         if self.extra is not None:
-            record |= {"extra_images": len(self.extra), "extra_root": self.extra.root.name,
+            record |= {"extra_images": len(self.extra), "extra_name": self.extra.name,
                        "extra_ratio": self.extra_ratio, "extra_per_epoch": self.extra_per_epoch}
         return record
