@@ -44,8 +44,8 @@ class AugmentParams:
 class DeviceTrainSet:
     """A whole training split as device tensors, served as augmented, normalised batches."""
 
-    def __init__(self, dataset: SegmentationDataset | MixedTrainSet, params: AugmentParams, *, device: str | torch.device,
-                 store_side: int):
+    def __init__(self, dataset: SegmentationDataset | MixedTrainSet, params: AugmentParams, *,
+                 device: str | torch.device, store_side: int):
         """Decode ``dataset`` once; every pair is stored squashed to ``store_side`` square.
 
         ``store_side`` should exceed ``params.size`` by the largest zoom, so zoomed-in crops keep

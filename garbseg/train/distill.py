@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..core.errors import GarbsegError
+from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..models import load_checkpoint
 
 
@@ -28,6 +30,10 @@ class Teacher:
         loaded = load_checkpoint(ref)
         if list(loaded.classes) != list(classes):
             raise GarbsegError(f"teacher {ref} predicts {loaded.classes}, the student {classes}")
+        # The batch arrives normalised for the student (ImageNet statistics, as every garbseg model).
+        if not (np.allclose(loaded.meta.mean, IMAGENET_MEAN) and np.allclose(loaded.meta.std, IMAGENET_STD)):
+            raise GarbsegError(f"teacher {ref} expects other input normalisation ({loaded.meta.mean}, "
+                               f"{loaded.meta.std}) than the student's ImageNet statistics")
         self.name = loaded.name
         self.size = size or loaded.meta.input_size
         scored = loaded.meta.metrics or loaded.meta.training_metrics or {}  # as the model card shows it
