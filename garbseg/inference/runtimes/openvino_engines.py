@@ -122,10 +122,11 @@ class OpenVinoInt8Engine(OpenVinoEngine):
         nncf = import_optional("nncf", needed_by="openvino-int8")
         nncf.set_log_level(logging.ERROR)  # its INFO lines go to stdout, which --json output needs clean
         arrays = calibration_arrays(ctx)
-        float_model = self.core.read_model(str(export_onnx(ctx)))
+        onnx_file = export_onnx(ctx)  # validated once (it parses the file), then read twice below
+        float_model = self.core.read_model(str(onnx_file))
         float_model.reshape([1, 3, ctx.size, ctx.size])
         present = {op.get_friendly_name() for op in float_model.get_ops()}
-        kept = [name for name in nodes_of_modules(export_onnx(ctx), FLOAT_SCOPES, FLOAT_CLASSES) if name in present]
+        kept = [name for name in nodes_of_modules(onnx_file, FLOAT_SCOPES, FLOAT_CLASSES) if name in present]
         ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF; {len(kept)} head and gate operations stay float32")
         try:
             # NNCF draws progress bars on stdout; keep stdout clean for `--json` output.
