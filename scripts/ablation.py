@@ -1,20 +1,27 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
     python -m scripts.ablation --train          # the runs (about 35 minutes on 2 cores for the default model)
-    python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's table)
+    python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-The recorded table started from the MobileNetV3-LR-ASPP file as shipped before issue 14 (the full
-run of this table then replaced it); to repeat it from that same start:
+Two studies, each a table whose rows add one ingredient to the row above:
+
+``continuation``: every run continues the same start file for the same number of epochs with the
+``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
+alone give), + pseudo-labelled TrashNet, + copy-paste, + distillation. The recorded table started
+from the MobileNetV3-LR-ASPP file as shipped before issue 14 (the full run then replaced it); to
+repeat it from that same start:
 
     mkdir -p runs/before && git show fcefa77:checkpoints/mobilenet_v3_large-lraspp.safetensors \
         > runs/before/mobilenet_v3_large-lraspp.safetensors
-    python -m scripts.ablation --start runs/before/mobilenet_v3_large-lraspp.safetensors --train
+    python -m scripts.ablation --study continuation --start runs/before/mobilenet_v3_large-lraspp.safetensors --train
 
-Every run continues the same start file for the same number of epochs with the ``trashnet``
-recipe of ``scripts/train_zoo.py``, adding one ingredient per row: garbage-seg only (the control:
-what more epochs alone give), + pseudo-labelled TrashNet, + copy-paste, + distillation. Scores are
-``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95% bootstrap interval
-over photos); the runs score the same photos, so the change between rows is what matters.
+``pretraining``: two runs from scratch with the same recipe (pseudo-labels and copy-paste, no
+teacher) and epochs, one from a random trunk, one from the trunk that ``python -m
+scripts.pretrain_backbone mobilenet_v3_large`` pretrained by classification (its file must exist).
+
+Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
+bootstrap interval over photos); the runs score the same photos, so the change between rows is
+what matters.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from garbseg.core.paths import checkpoint_dir, default_data_dir
@@ -32,18 +40,43 @@ from garbseg.inference import Predictor, evaluate
 from garbseg.models.checkpoints import read_metadata
 
 MODEL = "mobilenet_v3_large-lraspp"
-# (label, run folder, overrides of the trashnet recipe): each row adds one ingredient to the one above.
-ROWS = [
-    ("garbage-seg train only (more epochs)", "runs/abl-base",
-     ["extra_ratio=0", "copy_paste=0", "teacher=null"]),
-    ("+ TrashNet pseudo-labels", "runs/abl-pseudo", ["copy_paste=0", "teacher=null"]),
-    ("+ copy-paste", "runs/abl-cp", ["teacher=null"]),
-    ("+ distillation from mobilenet_v2-lraspp", "runs/abl-full", []),
-]
+PRETRAINED_TRUNK = "runs/pretrain/mobilenet_v3_large/trunk.pt"
 
 
-def train_command(model: str, start: str, runs: str, overrides: list[str]) -> list[str]:
-    sets = [arg for item in [f"init_from={start}", *overrides] for arg in ("--set", item)]
+@dataclass(frozen=True)
+class Study:
+    title: str
+    intro: str
+    continues_start: bool  # rows continue the start file (and the table opens with its score)
+    common: tuple[str, ...]  # trashnet-recipe overrides of every row
+    rows: tuple[tuple[str, str, tuple[str, ...]], ...]  # (label, run folder, overrides)
+
+
+STUDIES = {
+    "continuation": Study(
+        "what each ingredient added to a continued run",
+        "Each run continues the same start file (the shipped file before these runs) for the same epochs with the "
+        "`trashnet` recipe of `scripts/train_zoo.py`, adding one ingredient to the row above.",
+        True, (),
+        (("garbage-seg train only (more epochs)", "runs/abl-base", ("extra_ratio=0", "copy_paste=0", "teacher=null")),
+         ("+ TrashNet pseudo-labels", "runs/abl-pseudo", ("copy_paste=0", "teacher=null")),
+         ("+ copy-paste", "runs/abl-cp", ("teacher=null",)),
+         ("+ distillation from mobilenet_v2-lraspp", "runs/abl-full", ()))),
+    "pretraining": Study(
+        "backbone pretraining by classification, from scratch",
+        "Two runs from scratch, same recipe and epochs (the `trashnet` recipe: pseudo-labelled TrashNet and "
+        "copy-paste, no teacher, learning rate 2e-3): a random trunk, then the trunk pretrained by classifying "
+        "TrashNet photos and garbage-seg train objects (`python -m scripts.pretrain_backbone mobilenet_v3_large`).",
+        False, ("epochs=12", "lr=2e-3", "weight_decay=1e-2", "teacher=null"),
+        (("random trunk", "runs/abl-scratch-random", ("backbone_init=random",)),
+         ("+ trunk pretrained by classification", "runs/abl-scratch-pretrained",
+          (f"backbone_init={PRETRAINED_TRUNK}",)))),
+}
+
+
+def train_command(model: str, start: str | None, runs: str, overrides: list[str]) -> list[str]:
+    items = ([f"init_from={start}"] if start else []) + list(overrides)
+    sets = [arg for item in items for arg in ("--set", item)]
     return [sys.executable, "-m", "scripts.train_zoo", model, "--recipe", "trashnet", "--no-ship", "--no-score",
             "--runs", runs, *sets]
 
@@ -58,38 +91,59 @@ def score(checkpoint: Path, data: str) -> dict:
     return {"miou": round(metrics["miou"], 4), "miou_ci95": [round(v, 4) for v in metrics["miou_ci95"]]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=MODEL)
-    parser.add_argument("--data", default=str(default_data_dir()))
-    parser.add_argument("--start", help="the checkpoint every run continues (default: the shipped file)")
-    parser.add_argument("--train", action="store_true", help="train (or resume) the runs first")
-    parser.add_argument("--out", default=str(checkpoint_dir() / "ablation.json"))
-    args = parser.parse_args()
-    start = args.start or str(checkpoint_dir() / f"{args.model}.safetensors")
-    if args.train:
-        for _, runs, overrides in ROWS:
-            subprocess.run(train_command(args.model, start, runs, overrides), check=True)
-    rows = [{"label": "start: the file every run continues", "checkpoint": start,
-             "command": f"python -m garbseg eval --checkpoint {start} --split val", **score(Path(start), args.data),
-             "epoch": read_metadata(start).epoch}]
-    for label, runs, overrides in ROWS:
-        best = Path(runs) / args.model / "best.safetensors"
+def run_study(study: Study, model: str, start: str, data: str, train: bool) -> dict:
+    """Train (if asked) and score one study's rows; rows whose run does not exist yet are left out."""
+    begin = start if study.continues_start else None
+    commands = [(label, runs, train_command(model, begin, runs, [*study.common, *overrides]))
+                for label, runs, overrides in study.rows]
+    if train:
+        for _, _, command in commands:
+            subprocess.run(command, check=True)
+    rows = []
+    if study.continues_start:
+        rows.append({"label": "start: the file every run continues", "checkpoint": start,
+                     "command": f"python -m garbseg eval --checkpoint {start} --split val",
+                     **score(Path(start), data), "epoch": read_metadata(start).epoch})
+    for label, runs, command in commands:
+        best = Path(runs) / model / "best.safetensors"
         if not best.is_file():
             print(f"{runs}: no run yet (python -m scripts.ablation --train)", file=sys.stderr)
             continue
         meta = read_metadata(best)
-        rows.append({"label": label, "train_command": printable(train_command(args.model, start, runs, overrides)),
-                     "command": f"python -m garbseg eval --checkpoint {best} --split val", **score(best, args.data),
+        rows.append({"label": label, "train_command": printable(command),
+                     "command": f"python -m garbseg eval --checkpoint {best} --split val", **score(best, data),
                      "epoch": meta.epoch, "epochs": meta.recipe.get("epochs"),
                      "train_seconds": meta.train_seconds, "machine": meta.machine})
     for previous, row in zip(rows, rows[1:]):
         row["change"] = round(row["miou"] - previous["miou"], 4)
-    Path(args.out).write_text(json.dumps({"model": args.model, "rows": rows}, indent=2) + "\n")
-    for row in rows:
-        print(f"{row['miou']:.4f} ({row['miou_ci95'][0]:.3f}-{row['miou_ci95'][1]:.3f})  "
-              f"{row.get('change', 0):+.4f}  {row['label']}")
-    print(f"wrote {args.out}")
+    return {"title": study.title, "intro": study.intro, "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--data", default=str(default_data_dir()))
+    parser.add_argument("--study", choices=sorted(STUDIES), action="append",
+                        help="train and score only this study (repeatable; default: all); the others' "
+                             "recorded tables are kept")
+    parser.add_argument("--start", help="the checkpoint the continuation runs continue (default: the shipped file)")
+    parser.add_argument("--train", action="store_true", help="train (or resume) the runs first")
+    parser.add_argument("--out", default=str(checkpoint_dir() / "ablation.json"))
+    args = parser.parse_args()
+    start = args.start or str(checkpoint_dir() / f"{args.model}.safetensors")
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    if record.get("model") != args.model or "studies" not in record:
+        record = {"model": args.model, "studies": {}}
+    for name in args.study or list(STUDIES):
+        record["studies"][name] = run_study(STUDIES[name], args.model, start, args.data, args.train)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    for name, table in record["studies"].items():
+        print(f"{name}: {table['title']}")
+        for row in table["rows"]:
+            print(f"  {row['miou']:.4f} ({row['miou_ci95'][0]:.3f}-{row['miou_ci95'][1]:.3f})  "
+                  f"{row.get('change', 0):+.4f}  {row['label']}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -136,25 +136,24 @@ def render(table: list[dict]) -> str:
 
 
 def ablation_section(path: Path) -> list[str]:
-    """The table of ``python -m scripts.ablation`` (checkpoints/ablation.json), if it has been run."""
+    """The tables of ``python -m scripts.ablation`` (checkpoints/ablation.json), if it has been run."""
     if not path.is_file():
         return []
     record = json.loads(path.read_text())
-    lines = ["", f"## Ablation: what each ingredient added ({record['model']})", "",
-             "Each run continues the same start file (the shipped file before these runs) for the same epochs "
-             "with the `trashnet` recipe of `scripts/train_zoo.py`, adding one ingredient to the row above "
-             "(`python -m scripts.ablation --start FILE --train`, then `python -m scripts.ablation --start FILE`). "
-             "Val mIoU from one confusion matrix over the 60 val photos, 95% bootstrap interval over photos; "
-             "all rows score the same photos.", "",
-             "| run | val mIoU (95% CI) | change | best epoch | training to it | command |", "|---|---|---|---|---|---|"]
-    for row in record["rows"]:
-        low, high = row["miou_ci95"]
-        epochs = f"{row['epoch']} / {row['epochs']}" if row.get("epochs") else str(row.get("epoch", "-"))
-        command = row.get("train_command") or row["command"]
-        lines.append(f"| {row['label']} | {row['miou']:.3f} ({low:.3f}-{high:.3f}) | "
-                     f"{row['change']:+.3f} | {epochs} | {hms(row.get('train_seconds'))} | `{command}` |"
-                     if "change" in row else
-                     f"| {row['label']} | {row['miou']:.3f} ({low:.3f}-{high:.3f}) | - | {epochs} | - | `{command}` |")
+    lines = []
+    for table in record.get("studies", {}).values():
+        lines += ["", f"## Ablation: {table['title']} ({record['model']})", "",
+                  f"{table['intro']} Each row's training command is in the table; `python -m scripts.ablation` "
+                  "scores them. Val mIoU from one confusion matrix over the 60 val photos, 95% bootstrap interval "
+                  "over photos; all rows score the same photos.", "",
+                  "| run | val mIoU (95% CI) | change | best epoch | training to it | command |",
+                  "|---|---|---|---|---|---|"]
+        for row in table["rows"]:
+            low, high = row["miou_ci95"]
+            epochs = f"{row['epoch']} / {row['epochs']}" if row.get("epochs") else str(row.get("epoch", "-"))
+            change = f"{row['change']:+.3f}" if "change" in row else "-"
+            lines.append(f"| {row['label']} | {row['miou']:.3f} ({low:.3f}-{high:.3f}) | {change} | {epochs} | "
+                         f"{hms(row.get('train_seconds'))} | `{row.get('train_command') or row['command']}` |")
     return lines
 
 

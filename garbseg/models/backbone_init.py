@@ -50,6 +50,12 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a ``torch.save`` file, refusing anything that is not plain tensors."""
+    return read_trunk_file(path)[0]
+
+
+def read_trunk_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A ``torch.save`` state_dict, bare or as ``{"state_dict": ..., "description": ...}`` (the trunk
+    files of :mod:`garbseg.train.pretrain` say how they were made), and that description if any."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -57,11 +63,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # weights_only refuses pickled code: say so plainly
         raise BackboneInitError(f"{path}: not a plain tensor file that loads with weights_only=True "
                                 f"({refusal_reason(exc)})") from exc
+    description = None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        description = obj.get("description") if isinstance(obj.get("description"), str) else None
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BackboneInitError(f"{path}: expected a state_dict (name -> tensor)")
-    return obj
+    return obj, description
 
 
 def _by_position(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -150,7 +158,8 @@ def load_backbone_weights(trunk: nn.Module, backbone: Backbone, init: str | Path
     elif Path(init_str).is_file() and init_str.endswith(".safetensors"):
         state, source = _checkpoint_backbone_state(Path(init_str))
     elif Path(init_str).is_file():
-        state, source = read_state_dict(init_str), f"file {Path(init_str).name}"
+        state, description = read_trunk_file(init_str)
+        source = f"file {Path(init_str).name}" + (f" ({description})" if description else "")
     else:
         raise BackboneInitError(f"backbone init must be 'random', 'imagenet', a state_dict file or a garbseg "
                                 f"checkpoint, not {init_str!r}")

@@ -1,0 +1,270 @@
+"""Backbone pretraining by classification, for the backbones whose ImageNet weights cannot be had here.
+
+The trunk of a segmentation model first learns to tell the garbage classes apart: whole photos of a
+folder-per-class set (TrashNet: one object per photo, the folder is its class) and the objects cut
+out of a labelled segmentation set's training photos (the box around each class's pixels, with a
+margin). The labelled set's val objects score it. The result is a trunk file that training loads
+with ``backbone_init=PATH`` (:mod:`garbseg.models.backbone_init`); it says how it was made, and that
+line goes into the segmentation checkpoint's metadata and the model card.
+
+A run lives in one folder (``state.pt`` written atomically after every epoch, so a killed run
+resumes) and writes ``trunk.pt`` for its best epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.optim.swa_utils import update_bn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from ..core.errors import GarbsegError
+from ..core.files import atomic_write
+from ..data import IGNORE_INDEX, load_dataset, load_image
+from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
+from ..models import BACKBONES
+from .loop import lr_factor, set_bn_momentum
+from .pseudo_labels import folder_class_photos
+
+STATE_FILE, TRUNK_FILE = "state.pt", "trunk.pt"
+CROP_MARGIN = 0.15  # of the box's size on each side: some context around the object
+MIN_OBJECT_PIXELS = 400  # smaller regions are too few pixels to name a class from
+SCALE = (0.35, 1.0)  # random-resized-crop area range
+STORED_SIDE = 1.15  # photos are kept in memory with their shorter side at this x the crop size
+# Batch-norm statistics are recomputed from this many training batches before each validation: a trunk
+# learning from scratch moves faster than the running averages follow, and eval mode then fails.
+BN_BATCHES = 16
+
+
+class PretrainError(GarbsegError, ValueError):
+    """A pretraining run that cannot start as asked; the message says why."""
+
+
+@dataclass
+class PretrainConfig:
+    backbone: str
+    out: str
+    photos: str | None = None  # folder of class folders (TrashNet)
+    data: str | None = None  # labelled segmentation set: its train objects train, its val objects score
+    epochs: int = 15
+    warmup_epochs: int = 1
+    schedule: str = "cosine"  # read by loop.lr_factor, as in segmentation training
+    size: int = 160
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    seed: int = 0
+    max_steps_per_epoch: int | None = None  # quick trials and tests
+
+
+@dataclass
+class Examples:
+    """Photos or object crops in memory (uint8 ``3 x H x W``, shorter side fixed) with class indices."""
+
+    images: list[torch.Tensor]
+    labels: list[int]
+    sources: dict[str, int]  # where they came from -> how many
+
+
+def object_boxes(mask: np.ndarray, min_pixels: int = MIN_OBJECT_PIXELS) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """``(class index, (left, top, right, bottom))`` around each foreground class's pixels in ``mask``."""
+    boxes = []
+    for cls in np.unique(mask):
+        if cls == 0 or cls == IGNORE_INDEX:
+            continue
+        ys, xs = np.nonzero(mask == cls)
+        if len(ys) >= min_pixels:
+            boxes.append((int(cls), (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
+    return boxes
+
+
+def _with_margin(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    left, top, right, bottom = box
+    dx, dy = CROP_MARGIN * (right - left), CROP_MARGIN * (bottom - top)
+    return (max(0, int(left - dx)), max(0, int(top - dy)), min(width, int(right + dx)), min(height, int(bottom + dy)))
+
+
+def _stored(image: Image.Image, short_side: int) -> torch.Tensor:
+    scale = short_side / min(image.size)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+def gather_examples(classes: Sequence[str], *, photos: str | None, data: str | None, split: str,
+                    short_side: int, progress: bool = False) -> Examples:
+    """The examples of one split: folder photos (train only) and the labelled set's object crops.
+
+    ``classes``: the label list; the labelled set's foreground classes come first, then folder names
+    it lacks (TrashNet's ``trash``), so a crop and a folder photo of the same material share a label.
+    """
+    examples = Examples([], [], {})
+    if photos and split == "train":
+        found = folder_class_photos(photos, classes)
+        for path, name in tqdm(found, desc=f"photos ({Path(photos).name})", disable=not progress):
+            examples.images.append(_stored(load_image(path), short_side))
+            examples.labels.append(classes.index(name))
+        examples.sources[f"{Path(photos).name} photos"] = len(found)
+    if data:
+        dataset = load_dataset(data, split)
+        count = 0
+        for i in tqdm(range(len(dataset)), desc=f"objects ({dataset.name})", disable=not progress):
+            image, mask = dataset.load_raw(i)
+            for cls, box in object_boxes(mask):
+                crop = image.crop(_with_margin(box, image.width, image.height))
+                examples.images.append(_stored(crop, short_side))
+                examples.labels.append(classes.index(dataset.classes[cls]))
+                count += 1
+        examples.sources[f"{dataset.name} objects"] = count
+    return examples
+
+
+def label_classes(photos: str | None, data: str | None) -> list[str]:
+    """Foreground classes of the labelled set, then the folder set's other class folders."""
+    named = list(load_dataset(data, "val").classes[1:]) if data else []
+    folders = sorted(p.name for p in Path(photos).iterdir() if p.is_dir()) if photos else []
+    return named + [name for name in folders if name not in named]
+
+
+def random_crops(images: Sequence[torch.Tensor], size: int, generator: torch.Generator) -> torch.Tensor:
+    """Random-resized crops (area ``SCALE``, aspect 3:4-4:3), mirrored half the time, brightness and
+    contrast jittered by up to 20 %; normalised ``N x 3 x size x size`` float32."""
+    out = []
+    for image in images:
+        height, width = image.shape[-2:]
+        u = torch.rand(5, generator=generator).tolist()
+        area = height * width * (SCALE[0] + (SCALE[1] - SCALE[0]) * u[0])
+        aspect = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[1])
+        h = min(height, max(1, round(math.sqrt(area / aspect))))
+        w = min(width, max(1, round(math.sqrt(area * aspect))))
+        top, left = int(u[2] * (height - h + 1)), int(u[3] * (width - w + 1))
+        crop = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
+        out.append(TF.horizontal_flip(crop) if u[4] < 0.5 else crop)
+    batch = torch.stack(out).float() / 255
+    jitter = 1 + 0.4 * (torch.rand(2, len(out), 1, 1, 1, generator=generator) - 0.5)
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    batch = ((batch - mean) * jitter[1] + mean) * jitter[0]
+    return TF.normalize(batch.clamp(0, 1), list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def centre_crops(images: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    batch = torch.stack([TF.center_crop(TF.resize(im, [size], antialias=True), [size, size]) for im in images])
+    return TF.normalize(batch.float() / 255, list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+class TrunkClassifier(nn.Module):
+    """A backbone's segmentation trunk (up to its deep tap) with a pooled linear classifier on top.
+
+    ``body`` has the segmentation model's ``backbone`` state_dict keys, so its weights load as they are.
+    Built at the backbone's largest output stride: the same weights, the cheapest to train.
+    """
+
+    def __init__(self, backbone: str, num_classes: int):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise PretrainError(f"unknown backbone {backbone!r}; one of {', '.join(BACKBONES)}")
+        spec = BACKBONES[backbone]
+        trunk = spec.build(max(spec.output_strides))
+        self.body = IntermediateLayerGetter(trunk.module, return_layers={trunk.high: "out"})
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+                                  nn.Linear(trunk.high_channels, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)["out"])
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, examples: Examples, size: int, batch_size: int = 64) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(examples.labels), batch_size):
+        logits = model(centre_crops(examples.images[start:start + batch_size], size))
+        correct += int((logits.argmax(1) == torch.tensor(examples.labels[start:start + batch_size])).sum())
+    return correct / max(len(examples.labels), 1)
+
+
+def describe(cfg: PretrainConfig, train: Examples, epoch: int, val_accuracy: float) -> str:
+    """The trunk file's provenance line (metadata and model card)."""
+    sources = " + ".join(f"{name} ({count})" for name, count in train.sources.items())
+    return (f"classification pretraining on {sources}, {epoch} epochs at {cfg.size} px, "
+            f"val object accuracy {val_accuracy:.3f}")
+
+
+def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """Train (or resume) the run in ``cfg.out``; return its summary. ``out/trunk.pt`` is the best epoch's trunk."""
+    if not (cfg.photos or cfg.data):
+        raise PretrainError("pretraining needs photos (a folder of class folders), labelled data, or both")
+    out = Path(cfg.out)
+    classes = label_classes(cfg.photos, cfg.data)
+    short_side = round(cfg.size * STORED_SIDE)
+    train = gather_examples(classes, photos=cfg.photos, data=cfg.data, split="train", short_side=short_side,
+                            progress=progress)
+    val = gather_examples(classes, photos=None, data=cfg.data, split="val", short_side=short_side) if cfg.data \
+        else None
+    torch.manual_seed(cfg.seed)
+    model = TrunkClassifier(cfg.backbone, len(classes))
+    set_bn_momentum(model, 0.1)  # MobileNetV3's own 0.01 leaves eval-mode statistics far behind (see TrainConfig)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(train.labels) / cfg.batch_size)
+    steps = min(steps, cfg.max_steps_per_epoch or steps)
+    state = {"epoch": 0, "history": [], "best": -1.0}
+    if (out / STATE_FILE).is_file():
+        saved = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+        if saved["config"]["backbone"] != cfg.backbone or saved["classes"] != classes:
+            raise PretrainError(f"{out} holds a run of {saved['config']['backbone']} with classes "
+                                f"{saved['classes']}; use another --out")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = {k: saved[k] for k in state}
+        log(f"resuming {out} after epoch {state['epoch']}")
+    log(f"pretraining {cfg.backbone} on {len(train.labels)} examples ({train.sources}), {len(classes)} classes "
+        f"{classes}; val: {len(val.labels) if val else 0} objects")
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        generator = torch.Generator().manual_seed(cfg.seed + epoch)
+        order = torch.randperm(len(train.labels), generator=generator).tolist()
+        total = 0.0
+        for step in tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False):
+            chosen = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg, (epoch - 1) * steps + step, cfg.epochs * steps)
+            logits = model(random_crops([train.images[i] for i in chosen], cfg.size, generator))
+            loss = F.cross_entropy(logits, torch.tensor([train.labels[i] for i in chosen]),
+                                   label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        recalibrate = torch.Generator().manual_seed(cfg.seed)
+        update_bn((random_crops([train.images[i] for i in order[start:start + cfg.batch_size]], cfg.size, recalibrate)
+                   for start in range(0, min(len(order), BN_BATCHES * cfg.batch_size), cfg.batch_size)), model)
+        val_accuracy = accuracy(model, val, cfg.size) if val else float("nan")
+        is_best = not val or val_accuracy > state["best"]
+        state["history"].append({"epoch": epoch, "loss": round(total / steps, 4), "val_accuracy": val_accuracy,
+                                 "seconds": round(time.perf_counter() - started, 1)})
+        state["epoch"] = epoch
+        if val:
+            state["best"] = max(state["best"], val_accuracy)
+        if is_best:
+            trunk = {"state_dict": model.body.state_dict(), "description": describe(cfg, train, epoch, val_accuracy)}
+            atomic_write(out / TRUNK_FILE, lambda tmp: torch.save(trunk, tmp))
+        saved = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "classes": classes,
+                 "config": asdict(cfg)}
+        atomic_write(out / STATE_FILE, lambda tmp: torch.save(saved, tmp))
+        log(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}  val accuracy {val_accuracy:.3f}"
+            f"{'  (best)' if is_best else ''}  {state['history'][-1]['seconds']:.0f}s")
+    return {"trunk": str(out / TRUNK_FILE), "classes": classes, "train": train.sources,
+            "val_objects": len(val.labels) if val else 0, "history": state["history"]}
