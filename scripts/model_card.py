@@ -5,18 +5,23 @@ Models page (metrics recorded by scripts/train_zoo.py after re-evaluating the sh
 parameters counted from the stored tensors, file size), or is measured here (GFLOPs), so the card
 cannot drift from the weights.
 
-Usage: python -m scripts.model_card [--out checkpoints/README.md]
+Usage: python -m scripts.model_card [--out checkpoints/README.md] [--before COMMIT]
+
+``--before`` (default: the last commit before issue 14's retraining) adds a table of every model's val
+mIoU in the files as they were at that commit (read from their metadata with ``git show``) beside today's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import tempfile
 from pathlib import Path
 
 from garbseg.bench import count_gflops
 from garbseg.core.paths import checkpoint_dir
-from garbseg.models.checkpoints import load_checkpoint, shipped_checkpoints
+from garbseg.models.checkpoints import load_checkpoint, read_metadata, shipped_checkpoints
 from garbseg.models.model_card import METRIC_LABELS, model_card
 
 HEADER = """# Model card: garbseg's shipped checkpoints
@@ -51,6 +56,10 @@ from the trunk of another shipped model X trained here (no outside data): its tr
 """
 
 
+# The shipped files before issue 14 (pseudo-labelled TrashNet, copy-paste, distillation, pretraining).
+BEFORE = ("fcefa77", "before issue 14's retraining")
+
+
 def fmt(value, digits=3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -73,7 +82,37 @@ def rows() -> list[dict]:
     return out
 
 
-def render(table: list[dict]) -> str:
+def miou_at_commit(commit: str, name: str) -> float | None:
+    """The val mIoU recorded in ``checkpoints/<name>.safetensors`` as committed at ``commit`` (None: no file)."""
+    try:
+        blob = subprocess.run(["git", "show", f"{commit}:checkpoints/{name}.safetensors"], capture_output=True,
+                              check=True, cwd=checkpoint_dir()).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
+        tmp.write(blob)
+        tmp.flush()
+        return (read_metadata(tmp.name).metrics or {}).get("miou")
+
+
+def before_after_section(table: list[dict], before: tuple[str, str]) -> list[str]:
+    commit, what = before
+    earlier = {card["name"]: miou_at_commit(commit, card["name"]) for card in table if card["trained"]}
+    if not any(value is not None for value in earlier.values()):
+        return []  # no git history here (e.g. an unpacked archive)
+    lines = ["", f"## Val mIoU {what} (commit {commit}) and now", "",
+             f"Each file's recorded val mIoU at commit {commit} (`git show {commit}:checkpoints/MODEL.safetensors`, "
+             "its metadata) and in the file shipped now; unchanged files kept their score.", "",
+             "| model | before | now | change |", "|---|---|---|---|"]
+    for card in table:
+        if card["trained"]:
+            old, new = earlier.get(card["name"]), card["metrics"].get(METRIC_LABELS["miou"])
+            change = f"{new - old:+.3f}" if old is not None and new is not None else "-"
+            lines.append(f"| {card['name']} | {fmt(old)} | {fmt(new)} | {change} |")
+    return lines
+
+
+def render(table: list[dict], before: tuple[str, str] = BEFORE) -> str:
     lines = [HEADER, "## Summary", "",
              "| model | val mIoU | precision | recall | pixel acc. | params (M) | GFLOPs | size (MiB) | input | "
              "initialisation | epoch kept / run | training time to it | machine |",
@@ -125,6 +164,7 @@ def render(table: list[dict]) -> str:
                 f"{rec.get('bn_momentum', 'architecture default')} | {rec.get('ema_decay') or '-'} | "
                 f"{budget if budget else '-'} | "
                 f"{str(card['provenance'].get('commit'))[:12]} |")
+    lines += before_after_section(table, before)
     lines += ablation_section(checkpoint_dir() / "ablation.json")
     lines += ["", "Training times are wall-clock to the kept epoch on the machine named. The GPU runs shared one "
               "H200 between seven to nine runs at once (`scripts/device_zoo.sh`), so each had a fraction of it; "
@@ -160,8 +200,10 @@ def ablation_section(path: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(checkpoint_dir() / "README.md"))
+    parser.add_argument("--before", default=BEFORE[0], help="commit to compare val mIoU with (default: %(default)s)")
     args = parser.parse_args()
-    Path(args.out).write_text(render(rows()))
+    before = BEFORE if args.before == BEFORE[0] else (args.before, "at an earlier commit")
+    Path(args.out).write_text(render(rows(), before))
     print(f"wrote {args.out}")
 
 

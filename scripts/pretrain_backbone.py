@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of class folders, e.g. TrashNet (default: %(default)s); '' for none")
     parser.add_argument("--data", default=str(default_data_dir()),
                         help="labelled set whose train objects train and val objects score (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--size", type=int, default=defaults.size, help="crop size in pixels")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default: %(default)s)")
+    parser.add_argument("--size", type=int, default=defaults.size, help="crop size in pixels (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default: %(default)s)")
     parser.add_argument("--max-steps", type=int, help="steps per epoch at most (quick trials)")
     args = parser.parse_args(argv)
     cfg = PretrainConfig(backbone=args.backbone, out=args.out or f"runs/pretrain/{args.backbone}",

@@ -75,3 +75,10 @@ def test_pretraining_learns_resumes_and_starts_a_segmentation_trunk(sources, tmp
     assert all(torch.equal(own[k], v) for k, v in trunk["state_dict"].items())
     assert "classification pretraining on trashnet-like photos (24) + seg/train objects (24)" in model.backbone_init
     assert "at 64 px" in model.backbone_init
+
+
+def test_pretraining_says_what_is_missing(tmp_path):
+    with pytest.raises(PretrainError, match="not a folder of class folders"):
+        label_classes(str(tmp_path / "nowhere"), None)
+    with pytest.raises(PretrainError, match="needs photos"):
+        pretrain(PretrainConfig(backbone="mobilenet_v3_large", out=str(tmp_path / "run")), log=lambda _: None)

@@ -133,6 +133,8 @@ def gather_examples(classes: Sequence[str], *, photos: str | None, data: str | N
 
 def label_classes(photos: str | None, data: str | None) -> list[str]:
     """Foreground classes of the labelled set, then the folder set's other class folders."""
+    if photos and not Path(photos).is_dir():
+        raise PretrainError(f"{photos}: not a folder of class folders (<class>/<photo>)")
     named = list(load_dataset(data, "val").classes[1:]) if data else []
     folders = sorted(p.name for p in Path(photos).iterdir() if p.is_dir()) if photos else []
     return named + [name for name in folders if name not in named]
