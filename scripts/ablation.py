@@ -1,6 +1,6 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (about 35 minutes on 2 cores for the default model)
+    python -m scripts.ablation --train          # the runs (about 55 minutes on 2 cores: 35 + 20 for the two studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
 Two studies, each a table whose rows add one ingredient to the row above:
