@@ -1,12 +1,17 @@
-"""Pretrain a backbone by classification on TrashNet photos and garbage-seg object crops.
+"""Pretrain a backbone on TrashNet and garbage-seg train: by classification, or by feature distillation
+from the ImageNet MobileNetV2.
 
-    python -m scripts.pretrain_backbone mobilenet_v3_large --out runs/pretrain/mobilenet_v3_large
+    python -m scripts.pretrain_backbone mobilenet_v3_large                      # -> runs/pretrain/mobilenet_v3_large
+    python -m scripts.pretrain_backbone mobilenet_v3_large --objective distill  # -> ..._large-distill
     python -m scripts.train_zoo mobilenet_v3_large-lraspp --recipe trashnet \\
         --set backbone_init=runs/pretrain/mobilenet_v3_large/trunk.pt ...
 
-For MobileNetV3-Large and ResNet50, whose ImageNet weights cannot be had on this machine. The run
-resumes when started again with the same --out; ``trunk.pt`` holds the best epoch's trunk (by the
-accuracy on garbage-seg val objects) and a line saying how it was made, which the segmentation
+For MobileNetV3-Large and ResNet50, whose ImageNet weights cannot be had on this machine.
+``classify`` names the class of TrashNet photos and garbage-seg object crops (scored by the accuracy
+on garbage-seg val objects); ``distill`` reproduces the ImageNet MobileNetV2 trunk's features at
+stride 8 and at the deep end, on TrashNet photos and whole garbage-seg train photos (scored by the
+cosine similarity on garbage-seg val photos). The run resumes when started again with the same --out;
+``trunk.pt`` holds the best epoch's trunk and a line saying how it was made, which the segmentation
 checkpoint's metadata and the model card repeat.
 """
 
@@ -23,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from garbseg.core.errors import GarbsegError  # noqa: E402
 from garbseg.core.paths import default_data_dir, shared_data_dir  # noqa: E402
 from garbseg.models import BACKBONES  # noqa: E402
-from garbseg.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from garbseg.train.pretrain import OBJECTIVES, PretrainConfig, pretrain  # noqa: E402
 
 DEFAULT_PHOTOS = shared_data_dir().parent / "trashnet"
 
@@ -32,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     defaults = PretrainConfig(backbone="", out="")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backbone", choices=sorted(BACKBONES))
-    parser.add_argument("--out", help="run folder (default runs/pretrain/BACKBONE)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default=defaults.objective, help="(default: %(default)s)")
+    parser.add_argument("--teacher", default=defaults.teacher,
+                        help="distill: the MobileNetV2 teacher's weights, 'imagenet' or a mobilenet_v2 checkpoint "
+                             "(default: %(default)s)")
+    parser.add_argument("--out", help="run folder (default runs/pretrain/BACKBONE, BACKBONE-distill for distill)")
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS),
                         help="folder of class folders, e.g. TrashNet (default: %(default)s); '' for none")
     parser.add_argument("--data", default=str(default_data_dir()),
@@ -43,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default: %(default)s)")
     parser.add_argument("--max-steps", type=int, help="steps per epoch at most (quick trials)")
     args = parser.parse_args(argv)
-    cfg = PretrainConfig(backbone=args.backbone, out=args.out or f"runs/pretrain/{args.backbone}",
+    default_out = f"runs/pretrain/{args.backbone}" + ("-distill" if args.objective == "distill" else "")
+    cfg = PretrainConfig(backbone=args.backbone, out=args.out or default_out, objective=args.objective,
+                         teacher=args.teacher,
                          photos=args.photos or None, data=args.data or None, epochs=args.epochs, size=args.size,
                          batch_size=args.batch_size, lr=args.lr, max_steps_per_epoch=args.max_steps)
     started = time.perf_counter()

@@ -10,7 +10,8 @@ from PIL import Image
 from garbseg.data import IGNORE_INDEX
 from garbseg.models import build_model
 from garbseg.models.backbone_init import initialise_backbone
-from garbseg.train.pretrain import PretrainConfig, PretrainError, gather_examples, label_classes, object_boxes, pretrain
+from garbseg.train.pretrain import (PretrainConfig, PretrainError, TrunkMimic, feature_similarity, gather_examples,
+                                   label_classes, object_boxes, pretrain)
 
 from conftest import TINY_COLOURS, make_yolo_set
 
@@ -82,3 +83,33 @@ def test_pretraining_says_what_is_missing(tmp_path):
         label_classes(str(tmp_path / "nowhere"), None)
     with pytest.raises(PretrainError, match="needs photos"):
         pretrain(PretrainConfig(backbone="mobilenet_v3_large", out=str(tmp_path / "run")), log=lambda _: None)
+
+
+def test_feature_distillation_learns_the_teacher_and_leaves_it_untouched(sources, tmp_path):
+    data, photos = sources
+    # A random teacher keeps the test offline; the mechanics are the ImageNet teacher's.
+    cfg = PretrainConfig(backbone="mobilenet_v3_large", out=str(tmp_path / "run"), photos=str(photos),
+                         data=str(data), objective="distill", teacher="random", epochs=3, size=64, batch_size=16,
+                         lr=3e-3)
+    classes = label_classes(str(photos), str(data))
+    val = gather_examples(classes, photos=None, data=str(data), split="val", short_side=74, objects=False)
+    assert val.sources == {"seg/val photos": 12} and set(val.labels) == {-1}
+    torch.manual_seed(cfg.seed)  # what pretrain() does before building its model: the same teacher
+    untrained = TrunkMimic(cfg.backbone, cfg.teacher)
+    before = feature_similarity(untrained, val, cfg.size)
+
+    summary = pretrain(cfg, log=lambda _: None, progress=False)
+    history = summary["history"]
+    assert summary["val_examples"] == 12 and history[-1]["loss"] < history[0]["loss"]
+    assert max(h["val_similarity"] for h in history) > before + 0.1
+
+    # The teacher is frozen: weights and batch-norm statistics as built, after training and recalibration.
+    trained = torch.load(tmp_path / "run" / "state.pt", weights_only=True)["model"]
+    for key, value in untrained.teacher.state_dict().items():
+        assert torch.equal(trained[f"teacher.{key}"], value), key
+
+    model = initialise_backbone(build_model("mobilenet_v3_large-deeplabv3", num_classes=3), summary["trunk"])
+    assert "feature distillation from MobileNetV2" in model.backbone_init
+    assert "trashnet-like photos (24) + seg/train photos (24)" in model.backbone_init
+    with pytest.raises(PretrainError, match="another --out"):
+        pretrain(PretrainConfig(**{**cfg.__dict__, "objective": "classify"}), log=lambda _: None, progress=False)

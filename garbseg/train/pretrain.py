@@ -1,11 +1,21 @@
-"""Backbone pretraining by classification, for the backbones whose ImageNet weights cannot be had here.
+"""Backbone pretraining for the backbones whose ImageNet weights cannot be had here. Two objectives:
 
-The trunk of a segmentation model first learns to tell the garbage classes apart: whole photos of a
-folder-per-class set (TrashNet: one object per photo, the folder is its class) and the objects cut
-out of a labelled segmentation set's training photos (the box around each class's pixels, with a
-margin). The labelled set's val objects score it. The result is a trunk file that training loads
-with ``backbone_init=PATH`` (:mod:`garbseg.models.backbone_init`); it says how it was made, and that
-line goes into the segmentation checkpoint's metadata and the model card.
+``classify``: the trunk of a segmentation model learns to tell the garbage classes apart: whole
+photos of a folder-per-class set (TrashNet: one object per photo, the folder is its class) and the
+objects cut out of a labelled segmentation set's training photos (the box around each class's
+pixels, with a margin). The labelled set's val objects score it (accuracy).
+
+``distill``: the trunk learns to reproduce, at its two taps (stride 8 and its deep end), the
+features of the one ImageNet-trained trunk this machine has, MobileNetV2's, on the same augmented
+crops of the folder photos and the labelled set's whole training photos (feature distillation, as
+in FitNets, Romero et al. 2015: a 1x1 projection of the student's map must point the way the
+teacher's does at every position; the loss is one minus their cosine similarity). It carries
+ImageNet's general features into another architecture without its labels. The labelled set's val
+photos score it (mean cosine similarity).
+
+The result is a trunk file that training loads with ``backbone_init=PATH``
+(:mod:`garbseg.models.backbone_init`); it says how it was made, and that line goes into the
+segmentation checkpoint's metadata and the model card.
 
 A run lives in one folder (``state.pt`` written atomically after every epoch, so a killed run
 resumes) and writes ``trunk.pt`` for its best epoch.
@@ -34,10 +44,13 @@ from ..core.files import atomic_write
 from ..data import IGNORE_INDEX, load_dataset, load_image
 from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..models import BACKBONES
+from ..models.backbone_init import load_backbone_weights
 from .loop import lr_factor, set_bn_momentum
 from .pseudo_labels import folder_class_photos
 
 STATE_FILE, TRUNK_FILE = "state.pt", "trunk.pt"
+OBJECTIVES = ("classify", "distill")
+FEATURE_TEACHER = "mobilenet_v2"  # the only backbone with ImageNet weights on these machines
 CROP_MARGIN = 0.15  # of the box's size on each side: some context around the object
 MIN_OBJECT_PIXELS = 400  # smaller regions are too few pixels to name a class from
 SCALE = (0.35, 1.0)  # random-resized-crop area range
@@ -56,7 +69,9 @@ class PretrainConfig:
     backbone: str
     out: str
     photos: str | None = None  # folder of class folders (TrashNet)
-    data: str | None = None  # labelled segmentation set: its train objects train, its val objects score
+    data: str | None = None  # labelled segmentation set: its train objects (photos) train, val ones score
+    objective: str = "classify"  # or "distill" (see the module docstring)
+    teacher: str = "imagenet"  # distill: the MobileNetV2 teacher's weights (any backbone init it accepts)
     epochs: int = 15
     warmup_epochs: int = 1
     schedule: str = "cosine"  # read by loop.lr_factor, as in segmentation training
@@ -104,11 +119,13 @@ def _stored(image: Image.Image, short_side: int) -> torch.Tensor:
 
 
 def gather_examples(classes: Sequence[str], *, photos: str | None, data: str | None, split: str,
-                    short_side: int, progress: bool = False) -> Examples:
+                    short_side: int, progress: bool = False, objects: bool = True) -> Examples:
     """The examples of one split: folder photos (train only) and the labelled set's object crops.
 
     ``classes``: the label list; the labelled set's foreground classes come first, then folder names
     it lacks (TrashNet's ``trash``), so a crop and a folder photo of the same material share a label.
+    ``objects=False`` takes the labelled set's whole photos instead of its objects, labelled -1 (the
+    distillation objective needs no label, and a whole photo holds several classes).
     """
     examples = Examples([], [], {})
     if photos and split == "train":
@@ -120,14 +137,20 @@ def gather_examples(classes: Sequence[str], *, photos: str | None, data: str | N
     if data:
         dataset = load_dataset(data, split)
         count = 0
-        for i in tqdm(range(len(dataset)), desc=f"objects ({dataset.name})", disable=not progress):
+        kind = "objects" if objects else "photos"
+        for i in tqdm(range(len(dataset)), desc=f"{kind} ({dataset.name})", disable=not progress):
             image, mask = dataset.load_raw(i)
+            if not objects:
+                examples.images.append(_stored(image, short_side))
+                examples.labels.append(-1)
+                count += 1
+                continue
             for cls, box in object_boxes(mask):
                 crop = image.crop(_with_margin(box, image.width, image.height))
                 examples.images.append(_stored(crop, short_side))
                 examples.labels.append(classes.index(dataset.classes[cls]))
                 count += 1
-        examples.sources[f"{dataset.name} objects"] = count
+        examples.sources[f"{dataset.name} {kind}"] = count
     return examples
 
 
@@ -187,6 +210,48 @@ class TrunkClassifier(nn.Module):
         return self.head(self.body(x)["out"])
 
 
+class TrunkMimic(nn.Module):
+    """A backbone's trunk learning to reproduce a frozen ImageNet MobileNetV2 trunk's features.
+
+    Both taps of each trunk (stride 8, and the deep end at stride 32) are compared: the student's
+    map goes through a 1x1 projection to the teacher's channels (resized to the teacher's grid where
+    the strides differ, as ResNet50's stride-16 low tap) and is scored by its cosine similarity with
+    the teacher's map at every position. ``body`` has the segmentation ``backbone`` keys.
+    """
+
+    def __init__(self, backbone: str, teacher_init: str = "imagenet"):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise PretrainError(f"unknown backbone {backbone!r}; one of {', '.join(BACKBONES)}")
+        spec, teacher_spec = BACKBONES[backbone], BACKBONES[FEATURE_TEACHER]
+        student, teacher = spec.build(max(spec.output_strides)), teacher_spec.build(max(teacher_spec.output_strides))
+        self.teacher_source = load_backbone_weights(teacher.module, teacher_spec, teacher_init)
+        self.body = IntermediateLayerGetter(student.module, return_layers={student.low: "low", student.high: "high"})
+        self.teacher = IntermediateLayerGetter(teacher.module, return_layers={teacher.low: "low", teacher.high: "high"})
+        self.teacher.requires_grad_(False)
+        self.project = nn.ModuleDict({
+            "low": nn.Conv2d(student.low_channels, teacher.low_channels, 1),
+            "high": nn.Conv2d(student.high_channels, teacher.high_channels, 1),
+        })
+
+    def train(self, mode: bool = True) -> "TrunkMimic":
+        super().train(mode)
+        self.teacher.eval()  # frozen, batch-norm statistics included
+        return self
+
+    def similarity(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean cosine similarity of the projected student maps with the teacher's, over both taps."""
+        with torch.no_grad():
+            target = self.teacher(x)
+        scores = []
+        for tap, features in self.body(x).items():
+            mapped = self.project[tap](features)
+            if mapped.shape[-2:] != target[tap].shape[-2:]:
+                mapped = F.interpolate(mapped, size=target[tap].shape[-2:], mode="bilinear", align_corners=False)
+            scores.append(F.cosine_similarity(mapped, target[tap], dim=1).mean())
+        return torch.stack(scores).mean()
+
+
 @torch.inference_mode()
 def accuracy(model: nn.Module, examples: Examples, size: int, batch_size: int = 64) -> float:
     model.eval()
@@ -197,42 +262,62 @@ def accuracy(model: nn.Module, examples: Examples, size: int, batch_size: int = 
     return correct / max(len(examples.labels), 1)
 
 
-def describe(cfg: PretrainConfig, train: Examples, epoch: int, val_accuracy: float) -> str:
+@torch.inference_mode()
+def feature_similarity(model: TrunkMimic, examples: Examples, size: int, batch_size: int = 64) -> float:
+    """The example-weighted mean of :meth:`TrunkMimic.similarity` over centre crops."""
+    model.eval()
+    total = 0.0
+    for start in range(0, len(examples.images), batch_size):
+        chunk = examples.images[start:start + batch_size]
+        total += float(model.similarity(centre_crops(chunk, size))) * len(chunk)
+    return total / max(len(examples.images), 1)
+
+
+def describe(cfg: PretrainConfig, train: Examples, epoch: int, score: float, teacher: str | None = None) -> str:
     """The trunk file's provenance line (metadata and model card)."""
     sources = " + ".join(f"{name} ({count})" for name, count in train.sources.items())
+    if cfg.objective == "distill":
+        return (f"feature distillation from MobileNetV2 [{teacher}] on {sources}, {epoch} epochs at {cfg.size} px, "
+                f"val feature similarity {score:.3f}")
     return (f"classification pretraining on {sources}, {epoch} epochs at {cfg.size} px, "
-            f"val object accuracy {val_accuracy:.3f}")
+            f"val object accuracy {score:.3f}")
 
 
 def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progress: bool = True) -> dict:
     """Train (or resume) the run in ``cfg.out``; return its summary. ``out/trunk.pt`` is the best epoch's trunk."""
     if not (cfg.photos or cfg.data):
         raise PretrainError("pretraining needs photos (a folder of class folders), labelled data, or both")
+    if cfg.objective not in OBJECTIVES:
+        raise PretrainError(f"objective must be one of {', '.join(OBJECTIVES)}, not {cfg.objective!r}")
     out = Path(cfg.out)
+    distill = cfg.objective == "distill"
     classes = label_classes(cfg.photos, cfg.data)
     short_side = round(cfg.size * STORED_SIDE)
-    train = gather_examples(classes, photos=cfg.photos, data=cfg.data, split="train", short_side=short_side,
-                            progress=progress)
-    val = gather_examples(classes, photos=None, data=cfg.data, split="val", short_side=short_side) if cfg.data \
-        else None
+    gather = dict(classes=classes, data=cfg.data, short_side=short_side, objects=not distill)
+    train = gather_examples(photos=cfg.photos, split="train", progress=progress, **gather)
+    val = gather_examples(photos=None, split="val", **gather) if cfg.data else None
     torch.manual_seed(cfg.seed)
-    model = TrunkClassifier(cfg.backbone, len(classes))
-    set_bn_momentum(model, 0.1)  # MobileNetV3's own 0.01 leaves eval-mode statistics far behind (see TrainConfig)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = TrunkMimic(cfg.backbone, cfg.teacher) if distill else TrunkClassifier(cfg.backbone, len(classes))
+    metric = "val_similarity" if distill else "val_accuracy"
+    set_bn_momentum(model.body, 0.1)  # MobileNetV3's own 0.01 leaves eval-mode statistics far behind (see TrainConfig)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train.labels) / cfg.batch_size)
     steps = min(steps, cfg.max_steps_per_epoch or steps)
     state = {"epoch": 0, "history": [], "best": -1.0}
     if (out / STATE_FILE).is_file():
         saved = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
-        if saved["config"]["backbone"] != cfg.backbone or saved["classes"] != classes:
-            raise PretrainError(f"{out} holds a run of {saved['config']['backbone']} with classes "
-                                f"{saved['classes']}; use another --out")
+        if (saved["config"]["backbone"], saved["config"].get("objective", "classify"), saved["classes"]) != \
+                (cfg.backbone, cfg.objective, classes):
+            raise PretrainError(f"{out} holds a {saved['config'].get('objective', 'classify')} run of "
+                                f"{saved['config']['backbone']} with classes {saved['classes']}; use another --out")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
         log(f"resuming {out} after epoch {state['epoch']}")
-    log(f"pretraining {cfg.backbone} on {len(train.labels)} examples ({train.sources}), {len(classes)} classes "
-        f"{classes}; val: {len(val.labels) if val else 0} objects")
+    task = f"to match {model.teacher_source}" if distill else f"on {len(classes)} classes {classes}"
+    log(f"pretraining {cfg.backbone} ({cfg.objective}) {task}: {len(train.labels)} examples ({train.sources}); "
+        f"val: {len(val.labels) if val else 0}")
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -243,30 +328,35 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
             chosen = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg, (epoch - 1) * steps + step, cfg.epochs * steps)
-            logits = model(random_crops([train.images[i] for i in chosen], cfg.size, generator))
-            loss = F.cross_entropy(logits, torch.tensor([train.labels[i] for i in chosen]),
-                                   label_smoothing=cfg.label_smoothing)
+            batch = random_crops([train.images[i] for i in chosen], cfg.size, generator)
+            if distill:
+                loss = 1 - model.similarity(batch)
+            else:
+                loss = F.cross_entropy(model(batch), torch.tensor([train.labels[i] for i in chosen]),
+                                       label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
         recalibrate = torch.Generator().manual_seed(cfg.seed)
         update_bn((random_crops([train.images[i] for i in order[start:start + cfg.batch_size]], cfg.size, recalibrate)
-                   for start in range(0, min(len(order), BN_BATCHES * cfg.batch_size), cfg.batch_size)), model)
-        val_accuracy = accuracy(model, val, cfg.size) if val else float("nan")
-        is_best = not val or val_accuracy > state["best"]
-        state["history"].append({"epoch": epoch, "loss": round(total / steps, 4), "val_accuracy": val_accuracy,
+                   for start in range(0, min(len(order), BN_BATCHES * cfg.batch_size), cfg.batch_size)), model.body)
+        score = float("nan") if not val else feature_similarity(model, val, cfg.size) if distill \
+            else accuracy(model, val, cfg.size)
+        is_best = not val or score > state["best"]
+        state["history"].append({"epoch": epoch, "loss": round(total / steps, 4), metric: score,
                                  "seconds": round(time.perf_counter() - started, 1)})
         state["epoch"] = epoch
         if val:
-            state["best"] = max(state["best"], val_accuracy)
+            state["best"] = max(state["best"], score)
         if is_best:
-            trunk = {"state_dict": model.body.state_dict(), "description": describe(cfg, train, epoch, val_accuracy)}
+            description = describe(cfg, train, epoch, score, getattr(model, "teacher_source", None))
+            trunk = {"state_dict": model.body.state_dict(), "description": description}
             atomic_write(out / TRUNK_FILE, lambda tmp: torch.save(trunk, tmp))
         saved = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "classes": classes,
                  "config": asdict(cfg)}
         atomic_write(out / STATE_FILE, lambda tmp: torch.save(saved, tmp))
-        log(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}  val accuracy {val_accuracy:.3f}"
+        log(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}  {metric.replace('_', ' ')} {score:.3f}"
             f"{'  (best)' if is_best else ''}  {state['history'][-1]['seconds']:.0f}s")
     return {"trunk": str(out / TRUNK_FILE), "classes": classes, "train": train.sources,
-            "val_objects": len(val.labels) if val else 0, "history": state["history"]}
+            "val_examples": len(val.labels) if val else 0, "history": state["history"]}
