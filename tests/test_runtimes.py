@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from garbseg.models import load_checkpoint, random_model
 from garbseg.data import load_dataset, normalize_image

@@ -245,6 +245,19 @@ def _state_stamp(out: Path):
     return path.stat().st_mtime_ns if path.exists() else None
 
 
+def test_resume_removes_what_a_kill_inside_a_write_leaves_and_nothing_else(tmp_path):
+    """A kill inside ``atomic_write`` leaves its ``.partial`` file, or, inside safetensors' ``save_file``
+    (which writes through its own ``.tmpXXXXXX`` beside the target), that one too."""
+    from garbseg.core.files import remove_partial_writes
+
+    names = [".last.safetensors.k2j9x1.partial", ".tmpH2dI6y", ".other.json.abc.partial", ".tmp-not-ours", "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = remove_partial_writes(tmp_path, ["last.safetensors", "history.json"])
+    assert sorted(p.name for p in removed) == [".last.safetensors.k2j9x1.partial", ".tmpH2dI6y"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.abc.partial", ".tmp-not-ours", "notes.txt"]
+
+
 def test_ten_sigkills_at_random_moments_lose_at_most_the_epoch_in_progress(tiny_data, tmp_path):
     """SIGKILL at >= 10 random moments, half of them the instant an atomic write's temp file appears
     (mid checkpoint or state write): after each, every file reads whole, no finished epoch is lost, and

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 
 _PARTIAL = ".partial"  # the suffix of atomic_write's temp files: what a killed process leaves behind
+# safetensors' save_file writes through its own temp file beside the target (Rust's tempfile crate:
+# ".tmp" and six characters) before renaming it, so a kill inside atomic_write can leave one of those.
+_SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -31,13 +35,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 
 def remove_partial_writes(folder: str | Path, names: list[str] | None = None) -> list[Path]:
     """Delete the temp files that atomic writes into ``folder`` (of ``names`` only, when given) left
-    behind when their process was killed; the removed paths. Call it only where no writer is running."""
+    behind when their process was killed, and safetensors' own (which name no target); the removed
+    paths. Call it only where no writer is running."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for path in folder.iterdir():
         if not path.name.startswith(".") or not path.is_file():
+            continue
+        if _SAFETENSORS_TEMP.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
             continue
         target = path.name[1:].rsplit(".", 2)[0] if path.name.endswith(_PARTIAL) else path.name[1:].rsplit(".", 1)[0]
         if names is not None and target not in names:
