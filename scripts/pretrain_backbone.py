@@ -1,5 +1,6 @@
-"""Pretrain a backbone on TrashNet and garbage-seg train: by classification, or by feature distillation
-from the ImageNet MobileNetV2.
+"""Pretrain a backbone's trunk on TrashNet and garbage-seg train (classification or feature distillation).
+
+Feature distillation learns from the ImageNet MobileNetV2, the one ImageNet trunk on this machine.
 
     python -m scripts.pretrain_backbone mobilenet_v3_large                      # -> runs/pretrain/mobilenet_v3_large
     python -m scripts.pretrain_backbone mobilenet_v3_large --objective distill  # -> ..._large-distill
