@@ -3,7 +3,7 @@
     python -m scripts.ablation --train          # the runs (about 65 minutes on 2 cores: 35 + 30 for the two studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Two studies, each a table whose rows add one ingredient to the row above:
+Two studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs

@@ -11,8 +11,9 @@ The RECIPES below are the record of how every shipped file was trained: ``gpu`` 
 on a lent GPU (augmentation on the device, long schedules sized to a wall-clock budget), ``cpu``
 for the 2-core recipe, ``trashnet`` for continuations on garbage-seg train plus pseudo-labelled
 TrashNet (copy-paste, distillation), ``distilled`` for MobileNetV3 started afresh from a trunk
-pretrained by feature distillation (the trashnet recipe's data). ``--no-score`` exports without the
-CPU re-scoring (on the GPU machine); ``--rescore`` re-scores shipped files here and records the metrics and the float16 delta.
+pretrained by feature distillation (then the trashnet recipe's data, copy-paste and teacher).
+``--no-score`` exports without the CPU re-scoring (on the GPU machine); ``--rescore`` re-scores
+shipped files here and records the metrics and the float16 delta.
 Runs that changed a recipe with ``--set`` (CPU continuations with ``--continue-shipped``, a trunk
 taken from another shipped model with ``--set backbone_init=checkpoints/<model>.safetensors``)
 record the full recipe they ran in the file's metadata; the commands are in the README.
