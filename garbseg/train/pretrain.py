@@ -194,10 +194,15 @@ class TrunkClassifier(nn.Module):
 
     ``body`` has the segmentation model's ``backbone`` state_dict keys, so its weights load as they are.
     Built at the backbone's largest output stride: the same weights, the cheapest to train.
+    Like :class:`TrunkMimic`, it gives the pretraining loop its ``loss``, ``score`` and provenance.
     """
 
-    def __init__(self, backbone: str, num_classes: int):
+    metric, metric_label = "val_accuracy", "val object accuracy"
+    provenance = "classification pretraining"
+
+    def __init__(self, backbone: str, num_classes: int, label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = label_smoothing
         if backbone not in BACKBONES:
             raise PretrainError(f"unknown backbone {backbone!r}; one of {', '.join(BACKBONES)}")
         spec = BACKBONES[backbone]
@@ -209,6 +214,12 @@ class TrunkClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)["out"])
 
+    def loss(self, batch: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
+        return F.cross_entropy(self(batch), torch.tensor(labels), label_smoothing=self.label_smoothing)
+
+    def score(self, examples: Examples, size: int) -> float:
+        return accuracy(self, examples, size)
+
 
 class TrunkMimic(nn.Module):
     """A backbone's trunk learning to reproduce a frozen ImageNet MobileNetV2 trunk's features.
@@ -218,6 +229,8 @@ class TrunkMimic(nn.Module):
     the strides differ, as ResNet50's stride-16 low tap) and is scored by its cosine similarity with
     the teacher's map at every position. ``body`` has the segmentation ``backbone`` keys.
     """
+
+    metric, metric_label = "val_similarity", "val feature similarity"
 
     def __init__(self, backbone: str, teacher_init: str = "imagenet"):
         super().__init__()
@@ -251,6 +264,16 @@ class TrunkMimic(nn.Module):
             scores.append(F.cosine_similarity(mapped, target[tap], dim=1).mean())
         return torch.stack(scores).mean()
 
+    @property
+    def provenance(self) -> str:
+        return f"feature distillation from MobileNetV2 [{self.teacher_source}]"
+
+    def loss(self, batch: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
+        return 1 - self.similarity(batch)  # labels unused: the teacher's features are the target
+
+    def score(self, examples: Examples, size: int) -> float:
+        return feature_similarity(self, examples, size)
+
 
 @torch.inference_mode()
 def accuracy(model: nn.Module, examples: Examples, size: int, batch_size: int = 64) -> float:
@@ -273,14 +296,11 @@ def feature_similarity(model: TrunkMimic, examples: Examples, size: int, batch_s
     return total / max(len(examples.images), 1)
 
 
-def describe(cfg: PretrainConfig, train: Examples, epoch: int, score: float, teacher: str | None = None) -> str:
+def describe(model: TrunkClassifier | TrunkMimic, cfg: PretrainConfig, train: Examples, epoch: int,
+             score: float) -> str:
     """The trunk file's provenance line (metadata and model card)."""
     sources = " + ".join(f"{name} ({count})" for name, count in train.sources.items())
-    if cfg.objective == "distill":
-        return (f"feature distillation from MobileNetV2 [{teacher}] on {sources}, {epoch} epochs at {cfg.size} px, "
-                f"val feature similarity {score:.3f}")
-    return (f"classification pretraining on {sources}, {epoch} epochs at {cfg.size} px, "
-            f"val object accuracy {score:.3f}")
+    return f"{model.provenance} on {sources}, {epoch} epochs at {cfg.size} px, {model.metric_label} {score:.3f}"
 
 
 def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progress: bool = True) -> dict:
@@ -297,8 +317,8 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
     train = gather_examples(photos=cfg.photos, split="train", progress=progress, **gather)
     val = gather_examples(photos=None, split="val", **gather) if cfg.data else None
     torch.manual_seed(cfg.seed)
-    model = TrunkMimic(cfg.backbone, cfg.teacher) if distill else TrunkClassifier(cfg.backbone, len(classes))
-    metric = "val_similarity" if distill else "val_accuracy"
+    model = TrunkMimic(cfg.backbone, cfg.teacher) if distill else \
+        TrunkClassifier(cfg.backbone, len(classes), cfg.label_smoothing)
     set_bn_momentum(model.body, 0.1)  # MobileNetV3's own 0.01 leaves eval-mode statistics far behind (see TrainConfig)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
@@ -315,9 +335,8 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
         log(f"resuming {out} after epoch {state['epoch']}")
-    task = f"to match {model.teacher_source}" if distill else f"on {len(classes)} classes {classes}"
-    log(f"pretraining {cfg.backbone} ({cfg.objective}) {task}: {len(train.labels)} examples ({train.sources}); "
-        f"val: {len(val.labels) if val else 0}")
+    log(f"pretraining {cfg.backbone}: {model.provenance}, {len(classes)} classes {classes}; "
+        f"{len(train.labels)} examples ({train.sources}); val: {len(val.labels) if val else 0}")
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -328,12 +347,8 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
             chosen = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg, (epoch - 1) * steps + step, cfg.epochs * steps)
-            batch = random_crops([train.images[i] for i in chosen], cfg.size, generator)
-            if distill:
-                loss = 1 - model.similarity(batch)
-            else:
-                loss = F.cross_entropy(model(batch), torch.tensor([train.labels[i] for i in chosen]),
-                                       label_smoothing=cfg.label_smoothing)
+            loss = model.loss(random_crops([train.images[i] for i in chosen], cfg.size, generator),
+                              [train.labels[i] for i in chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -341,22 +356,20 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
         recalibrate = torch.Generator().manual_seed(cfg.seed)
         update_bn((random_crops([train.images[i] for i in order[start:start + cfg.batch_size]], cfg.size, recalibrate)
                    for start in range(0, min(len(order), BN_BATCHES * cfg.batch_size), cfg.batch_size)), model.body)
-        score = float("nan") if not val else feature_similarity(model, val, cfg.size) if distill \
-            else accuracy(model, val, cfg.size)
+        score = model.score(val, cfg.size) if val else float("nan")
         is_best = not val or score > state["best"]
-        state["history"].append({"epoch": epoch, "loss": round(total / steps, 4), metric: score,
+        state["history"].append({"epoch": epoch, "loss": round(total / steps, 4), model.metric: score,
                                  "seconds": round(time.perf_counter() - started, 1)})
         state["epoch"] = epoch
         if val:
             state["best"] = max(state["best"], score)
         if is_best:
-            description = describe(cfg, train, epoch, score, getattr(model, "teacher_source", None))
-            trunk = {"state_dict": model.body.state_dict(), "description": description}
+            trunk = {"state_dict": model.body.state_dict(), "description": describe(model, cfg, train, epoch, score)}
             atomic_write(out / TRUNK_FILE, lambda tmp: torch.save(trunk, tmp))
         saved = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "classes": classes,
                  "config": asdict(cfg)}
         atomic_write(out / STATE_FILE, lambda tmp: torch.save(saved, tmp))
-        log(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}  {metric.replace('_', ' ')} {score:.3f}"
+        log(f"epoch {epoch}/{cfg.epochs}: loss {total / steps:.4f}  {model.metric.replace('_', ' ')} {score:.3f}"
             f"{'  (best)' if is_best else ''}  {state['history'][-1]['seconds']:.0f}s")
     return {"trunk": str(out / TRUNK_FILE), "classes": classes, "train": train.sources,
             "val_examples": len(val.labels) if val else 0, "history": state["history"]}
