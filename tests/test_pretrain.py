@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from garbseg.data import IGNORE_INDEX
-from garbseg.models import build_model
+from garbseg.models import build_model, make_metadata, save_checkpoint
 from garbseg.models.backbone_init import initialise_backbone
 from garbseg.train.pretrain import (PretrainConfig, PretrainError, TrunkMimic, feature_similarity, gather_examples,
                                    label_classes, object_boxes, pretrain)
@@ -113,3 +113,22 @@ def test_feature_distillation_learns_the_teacher_and_leaves_it_untouched(sources
     assert "trashnet-like photos (24) + seg/train photos (24)" in model.backbone_init
     with pytest.raises(PretrainError, match="another --out"):
         pretrain(PretrainConfig(**{**cfg.__dict__, "objective": "classify"}), log=lambda _: None, progress=False)
+
+
+def test_a_mobilenet_v2_segmentation_checkpoint_can_be_the_feature_teacher(tmp_path):
+    # Its trunk stops at the deep tap (block 17): ImageNet's last 1x1 conv is not in the file.
+    torch.manual_seed(5)
+    segmenter = build_model("mobilenet_v2-lraspp", num_classes=3, output_stride=16)
+    path = save_checkpoint(tmp_path / "mobilenet_v2-lraspp.safetensors", segmenter,
+                           make_metadata(segmenter, classes=["a", "b", "c"], input_size=64,
+                                         model_kwargs={"output_stride": 16}))
+    mimic = TrunkMimic("mobilenet_v3_large", str(path)).eval()
+    assert "backbone of mobilenet_v2-lraspp.safetensors" in mimic.teacher_source
+    taught = mimic.teacher.state_dict()
+    for key, value in segmenter.backbone.state_dict().items():
+        assert torch.equal(taught[key], value), key
+    # It runs dilated, as it was trained: its features are the segmenter's own, at stride 16.
+    photo = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(mimic.teacher(photo)["high"], segmenter.eval().backbone(photo)["high"], atol=1e-5)
+    assert mimic.teacher(photo)["high"].shape[-1] == 64 // 16

@@ -45,6 +45,7 @@ from ..data import IGNORE_INDEX, load_dataset, load_image
 from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..models import BACKBONES
 from ..models.backbone_init import load_backbone_weights
+from ..models.checkpoints import read_metadata
 from .loop import lr_factor, set_bn_momentum
 from .pseudo_labels import folder_class_photos
 
@@ -237,10 +238,13 @@ class TrunkMimic(nn.Module):
         if backbone not in BACKBONES:
             raise PretrainError(f"unknown backbone {backbone!r}; one of {', '.join(BACKBONES)}")
         spec, teacher_spec = BACKBONES[backbone], BACKBONES[FEATURE_TEACHER]
-        student, teacher = spec.build(max(spec.output_strides)), teacher_spec.build(max(teacher_spec.output_strides))
-        self.teacher_source = load_backbone_weights(teacher.module, teacher_spec, teacher_init)
+        student = spec.build(max(spec.output_strides))
+        teacher = teacher_spec.build(_teacher_output_stride(teacher_init, max(teacher_spec.output_strides)))
         self.body = IntermediateLayerGetter(student.module, return_layers={student.low: "low", student.high: "high"})
         self.teacher = IntermediateLayerGetter(teacher.module, return_layers={teacher.low: "low", teacher.high: "high"})
+        # Loaded after the cut, as a segmentation model's backbone is: a shipped checkpoint's trunk
+        # stops at the deep tap, so the layers past it (ImageNet's 1x1 conv to 1280) are not in it.
+        self.teacher_source = load_backbone_weights(self.teacher, teacher_spec, teacher_init)
         self.teacher.requires_grad_(False)
         self.project = nn.ModuleDict({
             "low": nn.Conv2d(student.low_channels, teacher.low_channels, 1),
@@ -273,6 +277,13 @@ class TrunkMimic(nn.Module):
 
     def score(self, examples: Examples, size: int) -> float:
         return feature_similarity(self, examples, size)
+
+
+def _teacher_output_stride(teacher_init: str, default: int) -> int:
+    """A segmentation checkpoint's trunk runs as it was trained (dilated to stride 16); ImageNet's at 32."""
+    if str(teacher_init).endswith(".safetensors") and Path(teacher_init).is_file():
+        return int(read_metadata(teacher_init).model_kwargs.get("output_stride", default))
+    return default
 
 
 @torch.inference_mode()
