@@ -1,6 +1,6 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (about 65 minutes on 2 cores: 35 + 30 for the two studies)
+    python -m scripts.ablation --train          # the runs (about 70 minutes on 2 cores: 35 + 36 for the two studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
 Two studies, each a table of runs that differ in one ingredient:
@@ -17,9 +17,12 @@ repeat it from that same start:
 
 ``pretraining``: runs from scratch with the same recipe (pseudo-labels and copy-paste, no teacher)
 and epochs: from a random trunk, from the trunk that ``python -m scripts.pretrain_backbone
-mobilenet_v3_large`` pretrained by classification, and from the one that ``... --objective distill``
-pretrained by feature distillation from the ImageNet MobileNetV2 (their files must exist). Each
-pretrained row's change is against the random trunk.
+mobilenet_v3_large`` pretrained by classification, from the one that ``... --objective distill``
+pretrained by feature distillation from the ImageNet MobileNetV2, and from the one that ``...
+--objective distill --teacher checkpoints/mobilenet_v2-lraspp.safetensors --out
+runs/pretrain/mobilenet_v3_large-distill-garbage`` distilled from the shipped MobileNetV2-LR-ASPP's
+trunk (ImageNet, then garbage-seg train). Their files must exist. Each pretrained row's change is
+against the random trunk.
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -44,6 +47,7 @@ from garbseg.models.checkpoints import read_metadata
 MODEL = "mobilenet_v3_large-lraspp"
 PRETRAINED_TRUNK = "runs/pretrain/mobilenet_v3_large/trunk.pt"
 DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill/trunk.pt"
+GARBAGE_DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill-garbage/trunk.pt"
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,17 @@ STUDIES = {
         "copy-paste, no teacher, learning rate 2e-3): a random trunk; the trunk pretrained by classifying "
         "TrashNet photos and garbage-seg train objects (`python -m scripts.pretrain_backbone mobilenet_v3_large`); "
         "the trunk pretrained to reproduce the ImageNet MobileNetV2's features on TrashNet and garbage-seg train "
-        "photos (`... --objective distill`). Each change is against the random trunk.",
+        "photos (`... --objective distill`); the same from the trunk of the shipped MobileNetV2-LR-ASPP "
+        "(ImageNet, then garbage-seg train; `... --objective distill --teacher "
+        "checkpoints/mobilenet_v2-lraspp.safetensors`). Each change is against the random trunk.",
         False, ("epochs=12", "lr=2e-3", "weight_decay=1e-2", "teacher=null"),
         (("random trunk", "runs/abl-scratch-random", ("backbone_init=random",)),
          ("trunk pretrained by classification", "runs/abl-scratch-pretrained",
           (f"backbone_init={PRETRAINED_TRUNK}",)),
          ("trunk pretrained by feature distillation from the ImageNet MobileNetV2", "runs/abl-scratch-distilled",
-          (f"backbone_init={DISTILLED_TRUNK}",))),
+          (f"backbone_init={DISTILLED_TRUNK}",)),
+         ("trunk pretrained by feature distillation from the garbage-seg-trained MobileNetV2 (mobilenet_v2-lraspp)",
+          "runs/abl-scratch-distilled-garbage", (f"backbone_init={GARBAGE_DISTILLED_TRUNK}",))),
         against_first=True),
 }
 
