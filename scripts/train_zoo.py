@@ -109,6 +109,8 @@ DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill/trunk.pt"
 _DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12, "backbone_init": DISTILLED_TRUNK}
 DISTILLED_RECIPES: dict[str, dict] = {name: _DISTILLED_START for name in TRASHNET_RECIPES
                                       if name.startswith("mobilenet_v3_large-")}
+# The shipped MobileNetV3-FCN file: 20 epochs (29 min), val mIoU 0.498 at the last, beating 0.470.
+DISTILLED_RECIPES["mobilenet_v3_large-fcn"] = {**_DISTILLED_START, "epochs": 20}
 RECIPE_SETS = {"cpu": (COMMON, CPU_RECIPES), "gpu": (GPU_COMMON, GPU_RECIPES),
                "trashnet": (TRASHNET_COMMON, TRASHNET_RECIPES), "distilled": (TRASHNET_COMMON, DISTILLED_RECIPES)}
 RECIPES = CPU_RECIPES  # the model list, in training order
