@@ -1,6 +1,7 @@
 """Pretrain a backbone's trunk on TrashNet and garbage-seg train (classification or feature distillation).
 
-Feature distillation learns from the ImageNet MobileNetV2, the one ImageNet trunk on this machine.
+Feature distillation learns from the ImageNet MobileNetV2, the one ImageNet trunk on this machine,
+or from a MobileNetV2 segmentation file (``--teacher checkpoints/mobilenet_v2-lraspp.safetensors``).
 
     python -m scripts.pretrain_backbone mobilenet_v3_large                      # -> runs/pretrain/mobilenet_v3_large
     python -m scripts.pretrain_backbone mobilenet_v3_large --objective distill  # -> ..._large-distill

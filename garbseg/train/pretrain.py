@@ -223,7 +223,8 @@ class TrunkClassifier(nn.Module):
 
 
 class TrunkMimic(nn.Module):
-    """A backbone's trunk learning to reproduce a frozen ImageNet MobileNetV2 trunk's features.
+    """A backbone's trunk learning to reproduce a frozen MobileNetV2 trunk's features (ImageNet's, or a
+    shipped MobileNetV2 segmentation file's: ``teacher_init`` takes what ``load_backbone_weights`` does).
 
     Both taps of each trunk (stride 8, and the deep end at stride 32) are compared: the student's
     map goes through a 1x1 projection to the teacher's channels (resized to the teacher's grid where
