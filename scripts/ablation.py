@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (about 70 minutes on 2 cores: 35 + 36 for the two studies)
+    python -m scripts.ablation --train          # the runs (about 100 minutes on 2 cores: 35 + 36 + 26 for the three studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Two studies, each a table of runs that differ in one ingredient:
+Three studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -23,6 +23,15 @@ pretrained by feature distillation from the ImageNet MobileNetV2, and from the o
 runs/pretrain/mobilenet_v3_large-distill-garbage`` distilled from the shipped MobileNetV2-LR-ASPP's
 trunk (ImageNet, then garbage-seg train). Their files must exist. Each pretrained row's change is
 against the random trunk.
+
+``second-round``: self-training's second round. Both runs continue the file the first round made
+(the shipped MobileNetV3-LR-ASPP of commit 3c6eb20) with the whole ``trashnet`` recipe; the control
+on the first round's pseudo-labels, the other on TrashNet labelled again by the first round's
+MobileNetV3 students (``python -m scripts.pseudo_label --round 2 ...``). To repeat it:
+
+    mkdir -p runs/round1 && git show 3c6eb20:checkpoints/mobilenet_v3_large-lraspp.safetensors \
+        > runs/round1/mobilenet_v3_large-lraspp.safetensors
+    python -m scripts.ablation --study second-round --start runs/round1/mobilenet_v3_large-lraspp.safetensors --train
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -48,6 +57,7 @@ MODEL = "mobilenet_v3_large-lraspp"
 PRETRAINED_TRUNK = "runs/pretrain/mobilenet_v3_large/trunk.pt"
 DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill/trunk.pt"
 GARBAGE_DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill-garbage/trunk.pt"
+ROUND2_LABELS = "runs/pseudo/trashnet-round2"
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,19 @@ STUDIES = {
          ("trunk pretrained by feature distillation from the garbage-seg-trained MobileNetV2 (mobilenet_v2-lraspp)",
           "runs/abl-scratch-distilled-garbage", (f"backbone_init={GARBAGE_DISTILLED_TRUNK}",))),
         against_first=True),
+    "second-round": Study(
+        "a second round of self-training",
+        "Both runs continue the same start file, the shipped file the first round made (garbage-seg train, "
+        "TrashNet labelled by the MobileNetV2 ensemble, copy-paste, distillation from mobilenet_v2-lraspp), for "
+        "the same epochs with the `trashnet` recipe of `scripts/train_zoo.py`. The control trains on the first "
+        "round's pseudo-labels again; the second round on TrashNet labelled anew by the three MobileNetV3 "
+        "students of the first round (`python -m scripts.pseudo_label --round 2 --photos ../shared/data/trashnet "
+        f"--out {ROUND2_LABELS}`). The distillation teacher stays mobilenet_v2-lraspp in both, so the runs differ "
+        "in the pseudo-labels alone.",
+        True, (),
+        (("control: the first round's pseudo-labels (MobileNetV2 ensemble) again", "runs/abl-round1-again", ()),
+         ("second round: pseudo-labels remade by the MobileNetV3 students", "runs/abl-round2",
+          (f"extra_data={ROUND2_LABELS}",)))),
 }
 
 

@@ -1,11 +1,14 @@
-"""Pseudo-label a folder-per-class photo set (TrashNet) with an ensemble of trained models, and check
-the method on labelled photos first.
+"""Pseudo-label a folder-per-class photo set (TrashNet) with an ensemble of trained models.
+
+--check scores the same method on labelled photos first.
 
     python -m scripts.pseudo_label --photos ../shared/data/trashnet --out runs/pseudo/trashnet
     python -m scripts.pseudo_label --check ../shared/data/garbage-seg      # quality on labelled val photos
+    python -m scripts.pseudo_label --round 2 --photos ../shared/data/trashnet --out runs/pseudo/trashnet-round2
 
-Teachers default to the three MobileNetV2 models (the best shipped, each at its own input size, with
-flip averaging). The output is an image + mask folder set (``train/``, ``classes.txt``, ``report.json``)
+Teachers (each at its own input size, with flip averaging) default to the first round's: the three
+MobileNetV2 models, the best shipped. ``--round 2`` is self-training's second round: the three
+MobileNetV3 students that trained on the first round's labels label the photos again. The output is an image + mask folder set (``train/``, ``classes.txt``, ``report.json``)
 that ``garbseg.data.load_dataset(OUT, "train")`` reads; a killed run continues where it stopped.
 """
 
@@ -26,13 +29,18 @@ from garbseg.inference import Predictor  # noqa: E402
 from garbseg.train.pseudo_labels import (BACKGROUND, FOREGROUND, check_on_labelled, folder_class_photos,  # noqa: E402
                                          make_pseudo_labels)
 
-TEACHERS = ["mobilenet_v2-lraspp", "mobilenet_v2-deeplabv3", "mobilenet_v2-fcn"]
+# Round 1: the ImageNet-initialised models; round 2: the students round 1 improved (issue 14).
+ROUNDS = {1: ["mobilenet_v2-lraspp", "mobilenet_v2-deeplabv3", "mobilenet_v2-fcn"],
+          2: ["mobilenet_v3_large-deeplabv3", "mobilenet_v3_large-fcn", "mobilenet_v3_large-lraspp"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", action="append", help=f"teacher checkpoint or model name (repeatable; "
-                                                           f"default: {', '.join(TEACHERS)})")
+    parser.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1,
+                        help="self-training round whose teachers label: " + "; ".join(
+                            f"{n}: {', '.join(names)}" for n, names in ROUNDS.items()) + " (default: 1)")
+    parser.add_argument("--teacher", action="append", help="teacher checkpoint or model name (repeatable; "
+                                                           "replaces the round's teachers)")
     parser.add_argument("--photos", help="a folder of class folders (<class>/<photo>), e.g. ../shared/data/trashnet")
     parser.add_argument("--out", help="where to write the pseudo-labelled set")
     parser.add_argument("--check", help="labelled data: pseudo-label its val photos and score them instead")
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N photos (quick trials)")
     args = parser.parse_args(argv)
     try:
-        teachers = [Predictor.from_checkpoint(ref) for ref in args.teacher or TEACHERS]
+        teachers = [Predictor.from_checkpoint(ref) for ref in args.teacher or ROUNDS[args.round]]
         thresholds = {"foreground": args.foreground, "background": args.background}
         if args.check:
             dataset = load_dataset(args.check, "val")

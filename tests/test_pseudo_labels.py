@@ -10,6 +10,8 @@ from PIL import Image
 
 from garbseg.data import load_dataset
 from garbseg.inference import Predictor
+from garbseg.models.model_card import data_seen
+from garbseg.train.mixing import MixedTrainSet
 from garbseg.train.pseudo_labels import (PseudoLabelError, check_on_labelled, folder_class_photos, make_pseudo_labels,
                                          pseudo_mask)
 
@@ -39,7 +41,7 @@ def class_folders(tiny_data, tmp_path):
     return root
 
 
-def test_pseudo_labelled_set_loads_back_and_continues(tiny_run, class_folders, tmp_path):
+def test_pseudo_labelled_set_loads_back_and_continues(tiny_run, tiny_data, class_folders, tmp_path):
     teacher = Predictor.from_checkpoint(tiny_run)
     photos = folder_class_photos(class_folders, teacher.classes)
     assert {name for _, name in photos} <= {"red", "blue"} and len(photos) == 4  # "trash" has no class here
@@ -56,6 +58,11 @@ def test_pseudo_labelled_set_loads_back_and_continues(tiny_run, class_folders, t
     assert (out / "train" / "images" / photos[0][1] / photos[0][0].name).is_symlink()  # never a copy
     # a second run keeps the masks it finds and reports the same counts
     assert make_pseudo_labels([teacher], photos, out) == report
+    # a run that trains on them records whose labels they are; a hand-labelled set names no teacher
+    mixed = MixedTrainSet(load_dataset(tiny_data, "train"), dataset)
+    assert mixed.describe()["extra_labelled_by"] == [teacher.loaded.name]
+    assert "extra_labelled_by" not in MixedTrainSet(dataset, load_dataset(tiny_data, "train")).describe()
+    assert f"labelled by {teacher.loaded.name})" in data_seen(mixed.describe(), {}, [])
 
 
 def test_check_on_labelled_photos_scores_what_is_kept(tiny_run, tiny_data):

@@ -47,3 +47,19 @@ def test_ship_never_replaces_a_better_file(tiny_run, tmp_path, monkeypatch):
     train_zoo.ship("mobilenet_v3_large-lraspp", runs)
     meta = read_metadata(shipped)
     assert meta.training_metrics["miou"] == pytest.approx(run_miou) and meta.stored_dtype == "float16"
+
+
+def test_second_round_study_changes_only_the_pseudo_labels():
+    from scripts import ablation, pseudo_label
+
+    study = ablation.STUDIES["second-round"]
+    start = "runs/round1/mobilenet_v3_large-lraspp.safetensors"
+    control, second = (ablation.train_command(ablation.MODEL, start, runs, [*study.common, *overrides])
+                       for _, runs, overrides in study.rows)
+    assert study.continues_start and f"init_from={start}" in control and f"init_from={start}" in second
+    differs = [arg for arg in second if arg not in control]
+    assert differs == ["runs/abl-round2", f"extra_data={ablation.ROUND2_LABELS}"]
+    # The second round's teachers are the students the first round trained, none of the first round's.
+    first, later = pseudo_label.ROUNDS[1], pseudo_label.ROUNDS[2]
+    assert set(later) <= set(list_models()) and not set(first) & set(later)
+    assert all(name.startswith("mobilenet_v3_large-") for name in later)

@@ -46,8 +46,10 @@ def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     parts = [f"{primary or 'train split'} ({data.get('train_images', '?')} photos)"]
     if data.get("extra_images"):
         extra = data.get("extra_name") or extra_in_name or "extra set"
+        teachers = data.get("extra_labelled_by")
         parts.append(f"{extra} pseudo-labels ({data['extra_images']} photos, "
-                     f"{data.get('extra_per_epoch')} per epoch)")
+                     f"{data.get('extra_per_epoch')} per epoch"
+                     + (f"; labelled by {', '.join(teachers)}" if teachers else "") + ")")
     text = " + ".join(parts)
     if recipe.get("copy_paste"):
         text += f"; copy-paste on {recipe['copy_paste']:.0%} of photos"

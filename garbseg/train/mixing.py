@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from ..data import SegmentationDataset, require_classes
+from .pseudo_labels import labelled_by
 
 
 class MixedTrainSet:
@@ -76,4 +77,7 @@ class MixedTrainSet:
         if self.extra is not None:
             record |= {"extra_images": len(self.extra), "extra_name": self.extra.name,
                        "extra_ratio": self.extra_ratio, "extra_per_epoch": self.extra_per_epoch}
+            teachers = labelled_by(self.extra.root)
+            if teachers:  # which round of self-training made the labels
+                record["extra_labelled_by"] = teachers
         return record

@@ -30,6 +30,7 @@ from ..inference import Predictor
 from ..metrics import ConfusionMatrix, compute_metrics
 
 FOREGROUND, BACKGROUND = 0.7, 0.3  # probability thresholds; between them a pixel is ignored
+REPORT = "report.json"  # beside train/: pixels kept per class, and the teachers that made the masks
 
 
 class PseudoLabelError(GarbsegError):
@@ -128,8 +129,19 @@ def make_pseudo_labels(teachers: Sequence[Predictor], photos: Sequence[tuple[Pat
     atomic_write(out / "classes.txt", lambda tmp: tmp.write_text("\n".join(classes) + "\n"))
     summary = {**report.as_dict(), "teachers": [t.loaded.name for t in teachers],
                "thresholds": {"foreground": foreground, "background": background}}
-    atomic_write(out / "report.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+    atomic_write(out / REPORT, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     return summary
+
+
+def labelled_by(split_folder: str | Path) -> list[str] | None:
+    """The teachers that made a pseudo-labelled split's masks (its set's report), or None for data that
+    no report describes (hand-labelled sets), so a checkpoint can record whose labels it learned from."""
+    report = Path(split_folder).parent / REPORT
+    try:
+        teachers = json.loads(report.read_text()).get("teachers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(t) for t in teachers] if isinstance(teachers, list) else None
 
 
 def _shared_classes(teachers: Sequence[Predictor]) -> list[str]:
