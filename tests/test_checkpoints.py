@@ -161,7 +161,27 @@ def test_model_card_says_which_data_and_teacher_a_file_saw():
     text = data_seen(mixed, {"copy_paste": 0.5, "teacher": teacher}, [{"epoch": 35}])
     assert text == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels (2276 photos, 349 per epoch); "
                     "copy-paste on 50% of photos; distilled from mobilenet_v2-lraspp at 384 px (val mIoU 0.728); "
-                    "the runs it continued saw garbage-seg train only")
+                    "the runs it continued saw garbage-seg/train only")
     older = {"name": "garbage-seg/train + trashnet/train", "train_images": 349, "extra_images": 9, "extra_per_epoch": 3}
     assert data_seen(older, {}, []) == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels "
                                         "(9 photos, 3 per epoch)")
+    # runs that recorded their data: only those that saw the labelled split alone are named so
+    after = {"epoch": 8, "data": "garbage-seg/train + trashnet/train"}
+    assert data_seen(mixed, {}, [after]) == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels "
+                                             "(2276 photos, 349 per epoch)")
+    assert data_seen(mixed, {}, [{"epoch": 35}, {"epoch": 30, "data": "garbage-seg/train"}, after]).endswith(
+        "; 2 of the 3 runs it continued saw garbage-seg/train only")
+
+
+def test_model_card_takes_the_initialisation_from_the_first_run_a_file_continued(tiny_run, tmp_path):
+    from garbseg.models.checkpoints import export_checkpoint
+    from garbseg.models.model_card import model_card
+
+    first = tmp_path / "first.safetensors"
+    export_checkpoint(tiny_run / "best.safetensors", first, backbone_init="file trunk.pt (distilled)",
+                      continued_from={"epoch": 3, "machine": "CPU Z", "val_miou": 0.4, "backbone_init": "random"})
+    assert model_card("mobilenet_v3_large-lraspp", first)["initialisation"].startswith("random; continued from 3")
+    plain = tmp_path / "plain.safetensors"
+    export_checkpoint(tiny_run / "best.safetensors", plain, backbone_init="file trunk.pt (distilled)",
+                      continued_from=None)
+    assert model_card("mobilenet_v3_large-lraspp", plain)["initialisation"] == "file trunk.pt (distilled)"

@@ -161,6 +161,8 @@ def test_init_from_a_checkpoint_continues_its_weights(tiny_run, tiny_data, tmp_p
     earlier = read_metadata(tmp_path / "c" / "best.safetensors").continued_from
     assert earlier["epoch"] == read_metadata(best).epoch and earlier["checkpoint"] == "best.safetensors"
     assert earlier["val_miou"] == pytest.approx(read_metadata(best).metrics["miou"])
+    assert earlier["backbone_init"] == read_metadata(best).backbone_init  # how the weights first began
+    assert earlier["data"] == read_metadata(best).data["name"]
     other = TrainConfig(model="mobilenet_v2-lraspp", data=str(tiny_data), epochs=1, size=64, init_from=str(best))
     with pytest.raises(ValueError, match="cannot start"):
         Trainer(other, progress=False, log=lambda s: None)

@@ -57,9 +57,17 @@ def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     if isinstance(teacher, dict):
         text += (f"; distilled from {teacher.get('model')} at {teacher.get('input_size')} px "
                  f"(val mIoU {teacher.get('val_miou') or float('nan'):.3f})")
-    if earlier and data.get("extra_images"):
-        text += "; the runs it continued saw garbage-seg train only"
+    alone = [run for run in earlier if not _saw_extra_set(run)]
+    if alone and data.get("extra_images"):
+        text += (f"; the runs it continued saw {primary or 'the train split'} only" if len(alone) == len(earlier)
+                 else f"; {len(alone)} of the {len(earlier)} runs it continued saw {primary or 'the train split'} only")
     return text
+
+
+def _saw_extra_set(run: dict) -> bool:
+    # Continuation records carry the run's data from 2026-12 on; the older ones without it all come from
+    # runs on the labelled split alone (the pseudo-labelled set arrived with issue 14).
+    return " + " in (run.get("data") or "")
 
 
 def model_card(name: str, checkpoint: str | Path | None) -> dict:
@@ -81,8 +89,9 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
         "input_size": meta.input_size,
         "normalization": meta.normalization,
     })
-    card["initialisation"] = meta.backbone_init
     earlier = continuation_chain(meta.continued_from)
+    # A continued run's own backbone_init is only its config's default: the first run says how it began.
+    card["initialisation"] = (earlier[0].get("backbone_init") if earlier else None) or meta.backbone_init
     if earlier:  # a run that continued others: say where the weights had been before, earliest first
         card["initialisation"] += "; continued from " + ", then ".join(
             f"{e.get('epoch')} epochs on {e.get('machine')} (val mIoU {e.get('val_miou') or float('nan'):.3f})"

@@ -142,10 +142,14 @@ def training_machine(device: str) -> str:
 
 
 def continuation_record(meta: CheckpointMeta, ref) -> dict:
-    """What a continued run started from, for its metadata: the earlier run's epochs, machine, score."""
+    """What a continued run started from, for its metadata: the earlier run's epochs, machine, score,
+    how its backbone began and the data it saw (the continued run's own config knows neither)."""
     scored = meta.training_metrics or meta.metrics or {}
     record = {"checkpoint": Path(str(ref)).name, "epoch": meta.epoch, "machine": meta.machine,
-              "train_seconds": meta.train_seconds, "commit": meta.commit, "val_miou": scored.get("miou")}
+              "train_seconds": meta.train_seconds, "commit": meta.commit, "val_miou": scored.get("miou"),
+              "backbone_init": meta.backbone_init, "data": meta.data.get("name")}
+    if meta.data.get("extra_labelled_by"):
+        record["extra_labelled_by"] = meta.data["extra_labelled_by"]
     if meta.continued_from:
         record["continued_from"] = meta.continued_from
     return record
