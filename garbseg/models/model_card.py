@@ -59,8 +59,8 @@ def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
                  f"(val mIoU {teacher.get('val_miou') or float('nan'):.3f})")
     alone = [run for run in earlier if not _saw_extra_set(run)]
     if alone and data.get("extra_images"):
-        text += (f"; the runs it continued saw {primary or 'the train split'} only" if len(alone) == len(earlier)
-                 else f"; {len(alone)} of the {len(earlier)} runs it continued saw {primary or 'the train split'} only")
+        which = "the runs" if len(alone) == len(earlier) else f"{len(alone)} of the {len(earlier)} runs"
+        text += f"; {which} it continued saw {primary or 'the train split'} only"
     return text
 
 

@@ -148,8 +148,6 @@ def continuation_record(meta: CheckpointMeta, ref) -> dict:
     record = {"checkpoint": Path(str(ref)).name, "epoch": meta.epoch, "machine": meta.machine,
               "train_seconds": meta.train_seconds, "commit": meta.commit, "val_miou": scored.get("miou"),
               "backbone_init": meta.backbone_init, "data": meta.data.get("name")}
-    if meta.data.get("extra_labelled_by"):
-        record["extra_labelled_by"] = meta.data["extra_labelled_by"]
     if meta.continued_from:
         record["continued_from"] = meta.continued_from
     return record

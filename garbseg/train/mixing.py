@@ -30,6 +30,8 @@ class MixedTrainSet:
         if extra_ratio < 0:
             raise ValueError(f"extra_ratio must be >= 0, not {extra_ratio}")
         self.primary, self.extra, self.extra_ratio = primary, extra, extra_ratio
+        # Which round of self-training made the extra set's labels (None for hand-labelled data).
+        self.extra_labelled_by = labelled_by(extra.root) if extra is not None else None
         self.classes = list(primary.classes)
 
     @property
@@ -77,7 +79,6 @@ class MixedTrainSet:
         if self.extra is not None:
             record |= {"extra_images": len(self.extra), "extra_name": self.extra.name,
                        "extra_ratio": self.extra_ratio, "extra_per_epoch": self.extra_per_epoch}
-            teachers = labelled_by(self.extra.root)
-            if teachers:  # which round of self-training made the labels
-                record["extra_labelled_by"] = teachers
+            if self.extra_labelled_by:
+                record["extra_labelled_by"] = self.extra_labelled_by
         return record
