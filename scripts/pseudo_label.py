@@ -9,7 +9,8 @@
 Teachers (each at its own input size, with flip averaging) default to the first round's: the three
 MobileNetV2 models, the best shipped. ``--round 2`` is self-training's second round: the three
 MobileNetV3 students that trained on the first round's labels label the photos again. The output is
-an image + mask folder set (``train/``, ``classes.txt``, ``report.json``) that ``garbseg.data.load_dataset(OUT, "train")`` reads; a killed run continues where it stopped.
+an image + mask folder set (``train/``, ``classes.txt``, ``report.json``) that
+``garbseg.data.load_dataset(OUT, "train")`` reads; a killed run continues where it stopped.
 """
 
 from __future__ import annotations
