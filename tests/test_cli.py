@@ -110,6 +110,7 @@ def test_bench_json_rows(tiny_data, tmp_path):
     assert row["latency_p95_ms"] >= row["latency_p50_ms"] > 0
     assert row["fps"] == pytest.approx(1000 / row["latency_p50_ms"])
     assert row["params"] > 1e6 and row["gflops"] > 0
+    assert row["trained"] is False and row["imagenet_backbone"] is None  # no start to speak of
 
 
 def test_bench_without_size_measures_each_checkpoint_at_its_own_size(tiny_run, tiny_data, tmp_path):
@@ -117,6 +118,7 @@ def test_bench_without_size_measures_each_checkpoint_at_its_own_size(tiny_run, t
     rows = json.loads(run_cli("bench", "--checkpoint", tiny_run, "--runs", "3", "--warmup", "1", "--threads", "1",
                               "--data", tiny_data, "--json", env=env).stdout)
     assert [r["size"] for r in rows] == [64]  # the tiny run trained at 64 px
+    assert rows[0]["imagenet_backbone"] is False  # its MobileNetV3 began from random weights
     low, high = rows[0]["miou_ci95"]
     assert low <= rows[0]["miou"] <= high and len(rows[0]["per_image"]) == rows[0]["num_images"] == 4
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import garbseg.present.overlays as viz
-from garbseg.present.charts import (PAPER_SERIES, PARETO_SERIES, confusion_matrix_figure, frame_latency_figure,
-                                    latency_distribution_figure, pareto_front, per_class_iou_figure, row_label,
-                                    speed_accuracy_figure)
+from garbseg.present.charts import (IMAGENET_SERIES, NO_IMAGENET_SERIES, PAPER_SERIES, PARETO_SERIES,
+                                    confusion_matrix_figure, frame_latency_figure, latency_distribution_figure,
+                                    pareto_front, per_class_iou_figure, row_label, speed_accuracy_figure)
 from garbseg.present.overlays import colour_hex, legend_html, legend_rows, outline, overlay, palette
 from garbseg.present.report import build_report, results_table, standard_figures
 from garbseg.models.zoo import UNTRAINED
@@ -161,6 +161,21 @@ def test_speed_accuracy_figure_has_measured_untrained_front_and_reference_series
     assert list(traces[PARETO_SERIES].x) == [5, 40]
     assert "A100" in traces[PAPER_SERIES].hovertext[0]
     assert fig.layout.xaxis.type == "log"  # 4 .. 300 FPS spans far more than one decade
+
+
+def test_speed_accuracy_figure_tells_imagenet_started_backbones_apart():
+    rows = [{**make_row("imagenet-fast", 40, 0.70), "imagenet_backbone": True},
+            {**make_row("scratch-slow", 5, 0.75), "imagenet_backbone": False},
+            {**make_row("scratch-bad", 30, 0.40), "imagenet_backbone": False},
+            {**make_row("random", 60, 0.01, trained=False), "imagenet_backbone": None}]
+    fig = speed_accuracy_figure(rows, speed="fps")
+    traces = {t.name: t for t in fig.data}
+    assert set(traces) == {IMAGENET_SERIES, NO_IMAGENET_SERIES, f"measured here - {UNTRAINED}", PARETO_SERIES}
+    assert list(traces[IMAGENET_SERIES].text) == ["imagenet-fast 224px"]
+    assert list(traces[NO_IMAGENET_SERIES].text) == ["scratch-slow 224px", "scratch-bad 224px"]
+    assert traces[IMAGENET_SERIES].marker.symbol != traces[NO_IMAGENET_SERIES].marker.symbol
+    # One front over every trained model, whatever its start.
+    assert list(traces[PARETO_SERIES].x) == [5, 40]
 
 
 def test_speed_accuracy_figure_draws_intervals_and_notes_overlaps_on_the_front():

@@ -24,11 +24,12 @@ from ..core.timing import median_ms, percentile_summary, time_blocks, time_calls
 from ..inference import Predictor, evaluate
 from ..inference.runtimes import check_engine
 from ..models import LoadedModel, count_parameters
+from ..models.model_card import started_from_imagenet
 from .memory import disk_mb, peak_rss_mb
 
 # The results-table schema shared by the CLI, the app and benchmarks/ (one row per model, runtime, size).
 RESULT_COLUMNS = [
-    "model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
+    "model", "runtime", "resolved_runtime", "size", "threads", "trained", "imagenet_backbone", "params", "gflops", "size_mb",
     "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms", "peak_rss_mb", "disk_mb",
     "miou", "miou_ci95", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
     "dataset", "cpu", "checkpoint", "parity_agreement", "parity_passed", "int8_miou_delta", "runtime_details",
@@ -74,6 +75,8 @@ def result_row(loaded: LoadedModel, predictor: Predictor, samples: list[float], 
         "size": size,
         "threads": threads,
         "trained": loaded.trained,
+        # Charts tell a backbone's own ImageNet start apart from none: it decides much of the mIoU here.
+        "imagenet_backbone": started_from_imagenet(loaded.meta) if loaded.trained else None,
         "params": count_parameters(loaded.model),
         "gflops": _cached_gflops(loaded, size),
         "size_mb": file_size_mb(loaded.path),

@@ -39,6 +39,19 @@ def continuation_chain(record: dict | None) -> list[dict]:
     return chain
 
 
+def first_initialisation(meta) -> str:
+    """How a checkpoint's weights began: the first run's ``backbone_init`` (a continued run's own is only
+    its config's default)."""
+    earlier = continuation_chain(meta.continued_from)
+    return (earlier[0].get("backbone_init") if earlier else None) or meta.backbone_init
+
+
+def started_from_imagenet(meta) -> bool:
+    """Whether the backbone began from its own ImageNet weights (a trunk distilled from another
+    backbone's ImageNet features, or trained from scratch, did not)."""
+    return first_initialisation(meta).startswith("imagenet")
+
+
 def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     """What the weights were trained on, in words: the labelled split, any pseudo-labelled extra set
     (photos, share per epoch), copy-paste and the teacher; earlier runs that only saw the split first."""
@@ -90,8 +103,7 @@ def model_card(name: str, checkpoint: str | Path | None) -> dict:
         "normalization": meta.normalization,
     })
     earlier = continuation_chain(meta.continued_from)
-    # A continued run's own backbone_init is only its config's default: the first run says how it began.
-    card["initialisation"] = (earlier[0].get("backbone_init") if earlier else None) or meta.backbone_init
+    card["initialisation"] = first_initialisation(meta)
     if earlier:  # a run that continued others: say where the weights had been before, earliest first
         card["initialisation"] += "; continued from " + ", then ".join(
             f"{e.get('epoch')} epochs on {e.get('machine')} (val mIoU {e.get('val_miou') or float('nan'):.3f})"

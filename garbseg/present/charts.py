@@ -15,6 +15,8 @@ from ..models import UNTRAINED
 
 PAPER_SERIES = "paper, A100 GPU (published, not measured here)"
 PARETO_SERIES = "Pareto front (trained models, measured)"
+IMAGENET_SERIES = "measured here - backbone from its ImageNet weights"
+NO_IMAGENET_SERIES = "measured here - backbone without ImageNet weights"
 _SPEED_AXES = {
     "fps": ("fps", "Throughput (FPS, batch 1; higher is better)", True),
     "latency": ("latency_p50_ms", "Latency p50 (ms, batch 1; lower is better)", False),
@@ -88,6 +90,21 @@ def _error_bars(rows: list[dict]) -> dict | None:
             "arrayminus": [r["miou"] - low for r, (low, _) in zip(rows, ci)]}
 
 
+def _trained(row: dict) -> bool:
+    return bool(row.get("trained", True))
+
+
+# Measured points, one series each: trained models by where their backbone began (an ImageNet start
+# decides much of the mIoU on 349 training photos, so a backbone without one must not look like a
+# bad architecture), then untrained ones. Rows from older results files lack the start: plain series.
+_MEASURED_SERIES = (
+    (IMAGENET_SERIES, "circle", lambda r: _trained(r) and r.get("imagenet_backbone") is True),
+    (NO_IMAGENET_SERIES, "circle-open", lambda r: _trained(r) and r.get("imagenet_backbone") is False),
+    ("measured here", "circle", lambda r: _trained(r) and r.get("imagenet_backbone") is None),
+    (f"measured here - {UNTRAINED}", "x", lambda r: not _trained(r)),
+)
+
+
 def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: list[dict] | None = None) -> go.Figure:
     """mIoU against FPS (``speed="fps"``) or p50 latency (``"latency"``), one point per measured row with
     its 95% bootstrap interval as an error bar, the Pareto front of the measured *trained* models as a
@@ -98,9 +115,8 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
     key, axis_title, higher_better = _SPEED_AXES[speed]
     measured = [r for r in rows if r.get("miou") is not None and r.get(key) is not None]
     fig = go.Figure()
-    for trained, name, symbol in ((True, "measured here", "circle"),
-                                  (False, "measured here - untrained (random weights)", "x")):
-        part = [r for r in measured if bool(r.get("trained", True)) == trained]
+    for name, symbol, belongs in _MEASURED_SERIES:
+        part = [r for r in measured if belongs(r)]
         if part:
             fig.add_trace(go.Scatter(
                 x=[r[key] for r in part], y=[r["miou"] for r in part], mode="markers+text", name=name,
@@ -109,7 +125,7 @@ def speed_accuracy_figure(rows: list[dict], *, speed: str = "fps", reference: li
                 marker={"size": 11, "symbol": symbol}, hovertext=[_hover(r) for r in part], hoverinfo="text"))
     # Untrained models are no trade-off anyone would make (fast, but their mIoU is chance): the
     # front runs through trained models only, or an untrained one at 200 FPS would anchor it.
-    trained = [r for r in measured if bool(r.get("trained", True))]
+    trained = [r for r in measured if _trained(r)]
     front = pareto_front([r[key] for r in trained], [r["miou"] for r in trained], maximize_x=higher_better)
     if len(front) > 1:
         fig.add_trace(go.Scatter(x=[trained[i][key] for i in front], y=[trained[i]["miou"] for i in front],

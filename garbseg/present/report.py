@@ -21,7 +21,8 @@ from .charts import (confusion_matrix_figure, latency_distribution_figure, per_c
 from .reference import NOT_LIKE_FOR_LIKE, PAPER, PAPER_HARDWARE, paper_comparison
 
 # Columns shown in the report's table (nested values such as per-class IoU live in the charts).
-TABLE_COLUMNS = ["model", "runtime", "resolved_runtime", "size", "threads", "trained", "params", "gflops", "size_mb",
+TABLE_COLUMNS = ["model", "runtime", "resolved_runtime", "size", "threads", "trained", "imagenet_backbone", "params",
+                 "gflops", "size_mb",
                  "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "peak_rss_mb", "disk_mb", "miou",
                  "miou_ci95", "precision", "recall", "pixel_accuracy", "num_images", "dataset"]
 

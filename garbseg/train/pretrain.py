@@ -81,6 +81,10 @@ class PretrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
+    # distill: the share of crops blended with another crop of the batch (mixup, weight uniform in 0-1)
+    # before student and teacher see them: "function matching" (Beyer et al. 2022), new inputs from few
+    # photos. The target is the teacher's features of the blend, so no label needs mixing.
+    mixup: float = 0.0
     seed: int = 0
     max_steps_per_epoch: int | None = None  # quick trials and tests
 
@@ -183,6 +187,16 @@ def random_crops(images: Sequence[torch.Tensor], size: int, generator: torch.Gen
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
     batch = ((batch - mean) * jitter[1] + mean) * jitter[0]
     return TF.normalize(batch.clamp(0, 1), list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def mix_crops(batch: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """``share`` of the crops blended with their neighbour in the batch, each with its own weight in 0-1."""
+    if share <= 0 or len(batch) < 2:
+        return batch
+    chosen = torch.rand(len(batch), generator=generator) < share
+    weight = torch.where(chosen, torch.rand(len(batch), generator=generator), torch.ones(len(batch)))
+    weight = weight.view(-1, 1, 1, 1)
+    return weight * batch + (1 - weight) * batch.roll(1, dims=0)
 
 
 def centre_crops(images: Sequence[torch.Tensor], size: int) -> torch.Tensor:
@@ -312,7 +326,9 @@ def describe(model: TrunkClassifier | TrunkMimic, cfg: PretrainConfig, train: Ex
              score: float) -> str:
     """The trunk file's provenance line (metadata and model card)."""
     sources = " + ".join(f"{name} ({count})" for name, count in train.sources.items())
-    return f"{model.provenance} on {sources}, {epoch} epochs at {cfg.size} px, {model.metric_label} {score:.3f}"
+    blended = f", {cfg.mixup:.0%} of crops mixed up" if cfg.mixup else ""
+    return (f"{model.provenance} on {sources}, {epoch} epochs at {cfg.size} px{blended}, "
+            f"{model.metric_label} {score:.3f}")
 
 
 def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progress: bool = True) -> dict:
@@ -321,6 +337,8 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
         raise PretrainError("pretraining needs photos (a folder of class folders), labelled data, or both")
     if cfg.objective not in OBJECTIVES:
         raise PretrainError(f"objective must be one of {', '.join(OBJECTIVES)}, not {cfg.objective!r}")
+    if cfg.mixup and cfg.objective != "distill":
+        raise PretrainError("mixup blends inputs whose target is the teacher's features: objective 'distill' only")
     out = Path(cfg.out)
     distill = cfg.objective == "distill"
     classes = label_classes(cfg.photos, cfg.data)
@@ -359,8 +377,9 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
             chosen = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg, (epoch - 1) * steps + step, cfg.epochs * steps)
-            loss = model.loss(random_crops([train.images[i] for i in chosen], cfg.size, generator),
-                              [train.labels[i] for i in chosen])
+            crops = mix_crops(random_crops([train.images[i] for i in chosen], cfg.size, generator), cfg.mixup,
+                              generator)
+            loss = model.loss(crops, [train.labels[i] for i in chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
