@@ -29,8 +29,8 @@ from .memory import disk_mb, peak_rss_mb
 
 # The results-table schema shared by the CLI, the app and benchmarks/ (one row per model, runtime, size).
 RESULT_COLUMNS = [
-    "model", "runtime", "resolved_runtime", "size", "threads", "trained", "imagenet_backbone", "params", "gflops", "size_mb",
-    "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms", "peak_rss_mb", "disk_mb",
+    "model", "runtime", "resolved_runtime", "size", "threads", "trained", "imagenet_backbone", "params", "gflops",
+    "size_mb", "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "preprocess_ms", "peak_rss_mb", "disk_mb",
     "miou", "miou_ci95", "per_class_iou", "precision", "recall", "pixel_accuracy", "num_images",
     "dataset", "cpu", "checkpoint", "parity_agreement", "parity_passed", "int8_miou_delta", "runtime_details",
 ]

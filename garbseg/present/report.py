@@ -22,9 +22,8 @@ from .reference import NOT_LIKE_FOR_LIKE, PAPER, PAPER_HARDWARE, paper_compariso
 
 # Columns shown in the report's table (nested values such as per-class IoU live in the charts).
 TABLE_COLUMNS = ["model", "runtime", "resolved_runtime", "size", "threads", "trained", "imagenet_backbone", "params",
-                 "gflops", "size_mb",
-                 "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "peak_rss_mb", "disk_mb", "miou",
-                 "miou_ci95", "precision", "recall", "pixel_accuracy", "num_images", "dataset"]
+                 "gflops", "size_mb", "latency_p50_ms", "latency_p95_ms", "fps", "speedup_vs_torch", "peak_rss_mb",
+                 "disk_mb", "miou", "miou_ci95", "precision", "recall", "pixel_accuracy", "num_images", "dataset"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
