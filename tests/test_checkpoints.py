@@ -202,3 +202,8 @@ def test_an_imagenet_start_is_read_from_the_first_run_not_the_last(tiny_run, tmp
     assert start("random (trained from scratch)", {"epoch": 3, "backbone_init": "imagenet (file)"})
     assert not start("imagenet (file)", {"epoch": 3, "backbone_init": "random (trained from scratch)"})
     assert not start("file trunk.pt (feature distillation from MobileNetV2 [imagenet (...)])", None)
+    # A trunk taken from another checkpoint keeps that checkpoint's start, however deep the nesting.
+    assert start("backbone of a.safetensors (m, val mIoU 0.7; its initialisation: backbone of b.safetensors "
+                 "(m, val mIoU 0.7; its initialisation: imagenet (file)))", None)
+    assert not start("backbone of a.safetensors (m, val mIoU 0.5; its initialisation: random (trained from scratch))",
+                     None)

@@ -121,6 +121,10 @@ def _imagenet_state(backbone: Backbone) -> tuple[dict[str, torch.Tensor], str]:
         ) from exc
 
 
+# How a source line from another checkpoint's trunk names where that trunk began (lines nest).
+_INHERITED = "its initialisation: "
+
+
 def _checkpoint_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """The trunk of another garbseg checkpoint (e.g. a ResNet50 trained with one head starting the
     same backbone under another head), in float32, and a source line that keeps the original
@@ -132,7 +136,15 @@ def _checkpoint_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], str
         raise BackboneInitError(str(exc)) from exc
     return state, (f"backbone of {path.name} ({meta.model}, val mIoU "
                    f"{(meta.metrics or {}).get('miou', float('nan')):.3f}; "
-                   f"its initialisation: {meta.backbone_init})")
+                   f"{_INHERITED}{meta.backbone_init})")
+
+
+
+def began_from_imagenet(source: str) -> bool:
+    """Whether a source line of :func:`load_backbone_weights` means the backbone's own ImageNet weights,
+    directly or through the trunk of a checkpoint that began from them (a trunk distilled from another
+    backbone's ImageNet features, or a random one, did not)."""
+    return source.rsplit(_INHERITED, 1)[-1].startswith("imagenet")
 
 
 def initialise_backbone(model: nn.Module, init: str | Path) -> nn.Module:

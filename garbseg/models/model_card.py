@@ -8,6 +8,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from .backbone_init import began_from_imagenet
 from .checkpoints import read_metadata
 from .registry import default_output_stride, parse_model_name
 from .zoo import UNTRAINED
@@ -47,9 +48,8 @@ def first_initialisation(meta) -> str:
 
 
 def started_from_imagenet(meta) -> bool:
-    """Whether the backbone began from its own ImageNet weights (a trunk distilled from another
-    backbone's ImageNet features, or trained from scratch, did not)."""
-    return first_initialisation(meta).startswith("imagenet")
+    """Whether the checkpoint's backbone began from its own ImageNet weights (see ``began_from_imagenet``)."""
+    return began_from_imagenet(first_initialisation(meta))
 
 
 def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:

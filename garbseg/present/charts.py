@@ -26,11 +26,15 @@ _SPEED_AXES = {
 }
 
 
+def _trained(row: dict) -> bool:
+    return bool(row.get("trained", True))  # rows from before the flag existed were all trained
+
+
 def row_label(row: dict) -> str:
     """A results row's name in charts: model, runtime when not torch, input size; untrained flagged."""
     runtime = row.get("runtime") or "torch"
     name = f"{row['model']} ({'' if runtime == 'torch' else runtime + ', '}{row.get('size', '?')} px)"
-    return name if row.get("trained", True) else f"{name} - {UNTRAINED}"
+    return name if _trained(row) else f"{name} - {UNTRAINED}"
 
 
 def pareto_front(xs, ys, *, maximize_x: bool = True, maximize_y: bool = True) -> list[int]:
@@ -88,10 +92,6 @@ def _error_bars(rows: list[dict]) -> dict | None:
     return {"type": "data", "symmetric": False, "thickness": 1.5, "width": 4,
             "array": [high - r["miou"] for r, (_, high) in zip(rows, ci)],
             "arrayminus": [r["miou"] - low for r, (low, _) in zip(rows, ci)]}
-
-
-def _trained(row: dict) -> bool:
-    return bool(row.get("trained", True))
 
 
 # Measured points, one series each: trained models by where their backbone began (an ImageNet start
