@@ -10,8 +10,8 @@ Usage: python -m scripts.train_zoo [MODEL ...] [--data DIR] [--device cpu|cuda] 
 The RECIPES below are the record of how every shipped file was trained: ``gpu`` for files trained
 on a lent GPU (augmentation on the device, long schedules sized to a wall-clock budget), ``cpu``
 for the 2-core recipe, ``trashnet`` for continuations on garbage-seg train plus pseudo-labelled
-TrashNet (copy-paste, distillation), ``distilled`` for MobileNetV3 started afresh from a trunk
-pretrained by feature distillation (then the trashnet recipe's data, copy-paste and teacher).
+TrashNet (copy-paste, distillation), ``distilled`` for MobileNetV3 and ResNet50 started afresh from
+a trunk pretrained by feature distillation (then the trashnet recipe's data, copy-paste and teacher).
 ``--no-score`` exports without the CPU re-scoring (on the GPU machine); ``--rescore`` re-scores
 shipped files here and records the metrics and the float16 delta.
 Runs that changed a recipe with ``--set`` (CPU continuations with ``--continue-shipped``, a trunk
@@ -111,10 +111,18 @@ TRASHNET_RECIPES: dict[str, dict] = {
 # validated 0.456 on MobileNetV3-LR-ASPP, 24 without it 0.436. The first trunk (12 epochs, no mixup,
 # runs/pretrain/mobilenet_v3_large-distill, val similarity 0.629) took MobileNetV3-FCN to 0.498 in 20
 # epochs; this one (20 epochs, half the crops mixed up, 0.662) to 0.558.
-DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill-mixup/trunk.pt"
+# ResNet50 the same way: its trunk distilled at 160 px (python -m scripts.pretrain_backbone resnet50
+# --objective distill --size 160 --epochs 10 --mixup 0.5 --out runs/pretrain/resnet50-distill-mixup),
+# then 16 epochs of the recipe at ResNet50's from-scratch rate (1e-3) and output stride 16, as its other recipes.
+DISTILLED_TRUNKS = {"mobilenet_v3_large": "runs/pretrain/mobilenet_v3_large-distill-mixup/trunk.pt",
+                    "resnet50": "runs/pretrain/resnet50-distill-mixup/trunk.pt"}
+DISTILLED_TRUNK = DISTILLED_TRUNKS["mobilenet_v3_large"]
 _DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12, "backbone_init": DISTILLED_TRUNK}
 DISTILLED_RECIPES: dict[str, dict] = {name: _DISTILLED_START for name in TRASHNET_RECIPES
                                       if name.startswith("mobilenet_v3_large-")}
+DISTILLED_RECIPES.update({name: {**_DISTILLED_START, "lr": 1e-3, "output_stride": 16, "epochs": 16,
+                                 "backbone_init": DISTILLED_TRUNKS["resnet50"]}
+                          for name in TRASHNET_RECIPES if name.startswith("resnet50-")})
 # The shipped MobileNetV3-FCN and -LR-ASPP files: 20 epochs (26 and 29 min), val mIoU 0.558 at the
 # 17th and 0.513 at the 16th.
 DISTILLED_RECIPES["mobilenet_v3_large-fcn"] = {**_DISTILLED_START, "epochs": 20}

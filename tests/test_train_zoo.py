@@ -26,6 +26,18 @@ def test_every_model_has_a_recipe_in_every_set():
     assert train_zoo.recipe("resnet50-fcn", "gpu", {})["output_stride"] == 16
 
 
+def test_distilled_recipes_start_each_backbone_from_its_own_trunk():
+    # The two backbones without ImageNet weights here; MobileNetV2 has them and needs no distilled trunk.
+    assert sorted(train_zoo.DISTILLED_RECIPES) == [name for name in sorted(list_models())
+                                                    if not name.startswith("mobilenet_v2-")]
+    for name in train_zoo.DISTILLED_RECIPES:
+        backbone = name.rpartition("-")[0]
+        cfg = train_zoo.recipe(name, "distilled", {})
+        assert cfg["backbone_init"] == train_zoo.DISTILLED_TRUNKS[backbone]
+        assert cfg["teacher"] == "mobilenet_v2-lraspp" and cfg["extra_data"] == train_zoo.PSEUDO_LABELLED
+    assert train_zoo.recipe("resnet50-fcn", "distilled", {})["output_stride"] == 16
+
+
 def test_set_rejects_unknown_fields():
     result = subprocess.run([sys.executable, "-m", "scripts.train_zoo", "--set", "learning_rate=1"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
