@@ -32,6 +32,7 @@ from garbseg.core.paths import checkpoint_dir, default_data_dir
 from garbseg.data import load_dataset
 from garbseg.inference import evaluate
 from garbseg.models.checkpoints import export_checkpoint, read_metadata
+from garbseg.models.registry import parse_model_name
 from garbseg.inference import Predictor
 from garbseg.train import TrainConfig, Trainer
 
@@ -116,17 +117,15 @@ TRASHNET_RECIPES: dict[str, dict] = {
 # then 16 epochs of the recipe at ResNet50's from-scratch rate (1e-3) and output stride 16, as its other recipes.
 DISTILLED_TRUNKS = {"mobilenet_v3_large": "runs/pretrain/mobilenet_v3_large-distill-mixup/trunk.pt",
                     "resnet50": "runs/pretrain/resnet50-distill-mixup/trunk.pt"}
-DISTILLED_TRUNK = DISTILLED_TRUNKS["mobilenet_v3_large"]
-_DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12, "backbone_init": DISTILLED_TRUNK}
-DISTILLED_RECIPES: dict[str, dict] = {name: _DISTILLED_START for name in TRASHNET_RECIPES
-                                      if name.startswith("mobilenet_v3_large-")}
-DISTILLED_RECIPES.update({name: {**_DISTILLED_START, "lr": 1e-3, "output_stride": 16, "epochs": 16,
-                                 "backbone_init": DISTILLED_TRUNKS["resnet50"]}
-                          for name in TRASHNET_RECIPES if name.startswith("resnet50-")})
+_DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12}
+_DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "output_stride": 16, "epochs": 16}}
+DISTILLED_RECIPES: dict[str, dict] = {
+    name: {**_DISTILLED_START, **_DISTILLED_BACKBONE[backbone], "backbone_init": DISTILLED_TRUNKS[backbone]}
+    for name in TRASHNET_RECIPES if (backbone := parse_model_name(name)[0]) in DISTILLED_TRUNKS}
 # The shipped MobileNetV3-FCN and -LR-ASPP files: 20 epochs (26 and 29 min), val mIoU 0.558 at the
 # 17th and 0.513 at the 16th.
-DISTILLED_RECIPES["mobilenet_v3_large-fcn"] = {**_DISTILLED_START, "epochs": 20}
-DISTILLED_RECIPES["mobilenet_v3_large-lraspp"] = {**_DISTILLED_START, "epochs": 20}
+DISTILLED_RECIPES["mobilenet_v3_large-fcn"]["epochs"] = 20
+DISTILLED_RECIPES["mobilenet_v3_large-lraspp"]["epochs"] = 20
 RECIPE_SETS = {"cpu": (COMMON, CPU_RECIPES), "gpu": (GPU_COMMON, GPU_RECIPES),
                "trashnet": (TRASHNET_COMMON, TRASHNET_RECIPES), "distilled": (TRASHNET_COMMON, DISTILLED_RECIPES)}
 RECIPES = CPU_RECIPES  # the model list, in training order

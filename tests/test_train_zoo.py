@@ -9,6 +9,7 @@ import pytest
 
 from garbseg.models.checkpoints import export_checkpoint, read_metadata
 from garbseg.models import list_models
+from garbseg.models.registry import parse_model_name
 from scripts import train_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def test_distilled_recipes_start_each_backbone_from_its_own_trunk():
     assert sorted(train_zoo.DISTILLED_RECIPES) == [name for name in sorted(list_models())
                                                     if not name.startswith("mobilenet_v2-")]
     for name in train_zoo.DISTILLED_RECIPES:
-        backbone = name.rpartition("-")[0]
+        backbone, _ = parse_model_name(name)
         cfg = train_zoo.recipe(name, "distilled", {})
         assert cfg["backbone_init"] == train_zoo.DISTILLED_TRUNKS[backbone]
         assert cfg["teacher"] == "mobilenet_v2-lraspp" and cfg["extra_data"] == train_zoo.PSEUDO_LABELLED

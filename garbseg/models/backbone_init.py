@@ -139,7 +139,6 @@ def _checkpoint_backbone_state(path: Path) -> tuple[dict[str, torch.Tensor], str
                    f"{_INHERITED}{meta.backbone_init})")
 
 
-
 def began_from_imagenet(source: str) -> bool:
     """Whether a source line of :func:`load_backbone_weights` means the backbone's own ImageNet weights,
     directly or through the trunk of a checkpoint that began from them (a trunk distilled from another
