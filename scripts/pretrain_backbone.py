@@ -13,6 +13,7 @@ For MobileNetV3-Large and ResNet50, whose ImageNet weights cannot be had on this
 on garbage-seg val objects); ``distill`` reproduces the ImageNet MobileNetV2 trunk's features at
 stride 8 and at the deep end, on TrashNet photos and whole garbage-seg train photos (scored by the
 cosine similarity on garbage-seg val photos). The run resumes when started again with the same --out;
+``--init-from`` starts a new run (new --out, new schedule) from a finished one's last weights;
 ``trunk.pt`` holds the best epoch's trunk and a line saying how it was made, which the segmentation
 checkpoint's metadata and the model card repeat.
 """
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixup", type=float, default=defaults.mixup,
                         help="distill: share of crops blended with another before student and teacher see them "
                              "(function matching; default: %(default)s)")
+    parser.add_argument("--init-from", metavar="RUN",
+                        help="an earlier run folder of this backbone and objective: start from its last weights "
+                             "on a new schedule (more epochs after a finished run)")
     parser.add_argument("--max-steps", type=int, help="steps per epoch at most (quick trials)")
     args = parser.parse_args(argv)
     default_out = f"runs/pretrain/{args.backbone}" + ("-distill" if args.objective == "distill" else "")
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                          teacher=args.teacher,
                          photos=args.photos or None, data=args.data or None, epochs=args.epochs, size=args.size,
                          batch_size=args.batch_size, lr=args.lr, mixup=args.mixup,
-                         max_steps_per_epoch=args.max_steps)
+                         max_steps_per_epoch=args.max_steps, init_from=args.init_from)
     started = time.perf_counter()
     try:
         summary = pretrain(cfg, log=lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True))

@@ -132,6 +132,22 @@ def test_feature_distillation_learns_the_teacher_and_leaves_it_untouched(sources
     with pytest.raises(PretrainError, match="another --out"):
         pretrain(PretrainConfig(**{**cfg.__dict__, "objective": "classify"}), log=lambda _: None, progress=False)
 
+    # --init-from: a new run on a new schedule starting from the finished run's last weights. At a learning
+    # rate of zero its parameters stay exactly those it loaded; its trunk file counts both runs' epochs.
+    more = PretrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "more"), "epochs": 1, "lr": 0.0,
+                             "init_from": cfg.out})
+    pretrain(more, log=lambda _: None, progress=False)
+    continued = torch.load(tmp_path / "more" / "state.pt", weights_only=True)["model"]
+    learned = [name for name, _ in untrained.named_parameters() if not name.startswith("teacher.")]
+    assert all(torch.equal(continued[name], trained[name]) for name in learned)
+    assert not all(torch.equal(continued[name], value) for name, value in untrained.state_dict().items()
+                   if name in learned)
+    described = torch.load(tmp_path / "more" / "trunk.pt", weights_only=True)["description"]
+    assert f"3 epochs ({cfg.out}) + 1 more at 64 px" in described
+    with pytest.raises(PretrainError, match="not a distill run of resnet50"):
+        pretrain(PretrainConfig(**{**more.__dict__, "backbone": "resnet50", "out": str(tmp_path / "r50")}),
+                 log=lambda _: None, progress=False)
+
 
 def test_a_mobilenet_v2_segmentation_checkpoint_can_be_the_feature_teacher(tmp_path):
     # Its trunk stops at the deep tap (block 17): ImageNet's last 1x1 conv is not in the file.

@@ -87,6 +87,9 @@ class PretrainConfig:
     mixup: float = 0.0
     seed: int = 0
     max_steps_per_epoch: int | None = None  # quick trials and tests
+    # An earlier run folder (same backbone and objective) whose last weights, projections included, this
+    # run starts from on a new schedule: more distillation without changing the finished run's schedule.
+    init_from: str | None = None
 
 
 @dataclass
@@ -323,12 +326,26 @@ def feature_similarity(model: TrunkMimic, examples: Examples, size: int, batch_s
 
 
 def describe(model: TrunkClassifier | TrunkMimic, cfg: PretrainConfig, train: Examples, epoch: int,
-             score: float) -> str:
+             score: float, earlier_epochs: int = 0) -> str:
     """The trunk file's provenance line (metadata and model card)."""
     sources = " + ".join(f"{name} ({count})" for name, count in train.sources.items())
     blended = f", {cfg.mixup:.0%} of crops mixed up" if cfg.mixup else ""
-    return (f"{model.provenance} on {sources}, {epoch} epochs at {cfg.size} px{blended}, "
+    epochs = f"{earlier_epochs} epochs ({cfg.init_from}) + {epoch} more" if earlier_epochs else f"{epoch} epochs"
+    return (f"{model.provenance} on {sources}, {epochs} at {cfg.size} px{blended}, "
             f"{model.metric_label} {score:.3f}")
+
+
+def _saved_run(folder: str | Path, cfg: PretrainConfig, classes: list[str]) -> dict:
+    """A run folder's ``state.pt``, checked to hold the same backbone, objective and classes as ``cfg``."""
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        raise PretrainError(f"{folder}: no {STATE_FILE}; give the folder of a pretraining run")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    found = (saved["config"]["backbone"], saved["config"].get("objective", "classify"), saved["classes"])
+    if found != (cfg.backbone, cfg.objective, classes):
+        raise PretrainError(f"{folder} holds a {found[1]} run of {found[0]} with classes {found[2]}, "
+                            f"not a {cfg.objective} run of {cfg.backbone} with classes {classes}")
+    return saved
 
 
 def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progress: bool = True) -> dict:
@@ -354,17 +371,21 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
                                   weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train.labels) / cfg.batch_size)
     steps = min(steps, cfg.max_steps_per_epoch or steps)
-    state = {"epoch": 0, "history": [], "best": -1.0}
+    state = {"epoch": 0, "history": [], "best": -1.0, "earlier_epochs": 0}
     if (out / STATE_FILE).is_file():
-        saved = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
-        if (saved["config"]["backbone"], saved["config"].get("objective", "classify"), saved["classes"]) != \
-                (cfg.backbone, cfg.objective, classes):
-            raise PretrainError(f"{out} holds a {saved['config'].get('objective', 'classify')} run of "
-                                f"{saved['config']['backbone']} with classes {saved['classes']}; use another --out")
+        try:
+            saved = _saved_run(out, cfg, classes)
+        except PretrainError as exc:
+            raise PretrainError(f"{exc}; use another --out") from None
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}
         log(f"resuming {out} after epoch {state['epoch']}")
+    elif cfg.init_from:
+        earlier = _saved_run(cfg.init_from, cfg, classes)
+        model.load_state_dict(earlier["model"])  # weights only: the optimizer and schedule start afresh
+        state["earlier_epochs"] = earlier["epoch"] + earlier.get("earlier_epochs", 0)
+        log(f"starting from {cfg.init_from} after its {state['earlier_epochs']} epochs")
     log(f"pretraining {cfg.backbone}: {model.provenance}, {len(classes)} classes {classes}; "
         f"{len(train.labels)} examples ({train.sources}); val: {len(val.labels) if val else 0}")
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -395,7 +416,8 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
         if val:
             state["best"] = max(state["best"], score)
         if is_best:
-            trunk = {"state_dict": model.body.state_dict(), "description": describe(model, cfg, train, epoch, score)}
+            trunk = {"state_dict": model.body.state_dict(),
+                     "description": describe(model, cfg, train, epoch, score, state["earlier_epochs"])}
             atomic_write(out / TRUNK_FILE, lambda tmp: torch.save(trunk, tmp))
         saved = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "classes": classes,
                  "config": asdict(cfg)}
