@@ -34,7 +34,8 @@ def test_distilled_recipes_start_each_backbone_from_its_own_trunk():
     for name in train_zoo.DISTILLED_RECIPES:
         backbone, _ = parse_model_name(name)
         cfg = train_zoo.recipe(name, "distilled", {})
-        assert cfg["backbone_init"] == train_zoo.DISTILLED_TRUNKS[backbone]
+        assert cfg["backbone_init"] in (train_zoo.DISTILLED_TRUNKS[backbone], train_zoo.LONGER_DISTILLED_TRUNK)
+        assert cfg["backbone_init"].startswith(f"runs/pretrain/{backbone}-distill")
         assert cfg["teacher"] == "mobilenet_v2-lraspp" and cfg["extra_data"] == train_zoo.PSEUDO_LABELLED
     assert train_zoo.recipe("resnet50-fcn", "distilled", {})["output_stride"] == 16
 
