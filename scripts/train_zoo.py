@@ -119,22 +119,23 @@ DISTILLED_TRUNKS = {"mobilenet_v3_large": "runs/pretrain/mobilenet_v3_large-dist
                     "resnet50": "runs/pretrain/resnet50-distill-mixup/trunk.pt"}
 _DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12}
 _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "output_stride": 16, "epochs": 16}}
-DISTILLED_RECIPES: dict[str, dict] = {
-    name: {**_DISTILLED_START, **_DISTILLED_BACKBONE[backbone], "backbone_init": DISTILLED_TRUNKS[backbone]}
-    for name in TRASHNET_RECIPES if (backbone := parse_model_name(name)[0]) in DISTILLED_TRUNKS}
-# The shipped MobileNetV3 files: FCN and LR-ASPP 20 epochs (26 and 32 min), val mIoU 0.558 at the 17th
-# and 0.528 at the 18th; DeepLabv3 16 epochs (22 min), 0.534 at the 13th.
-DISTILLED_RECIPES["mobilenet_v3_large-fcn"]["epochs"] = 20
-DISTILLED_RECIPES["mobilenet_v3_large-lraspp"]["epochs"] = 20
-DISTILLED_RECIPES["mobilenet_v3_large-deeplabv3"]["epochs"] = 16
 # The LR-ASPP and DeepLabv3 trunks were distilled 16 epochs more on a new schedule (python -m
 # scripts.pretrain_backbone mobilenet_v3_large --objective distill --size 192 --epochs 16 --mixup 0.5 --lr 1e-3
 # --init-from runs/pretrain/mobilenet_v3_large-distill-mixup --out runs/pretrain/mobilenet_v3_large-distill-mixup2;
 # similarity 0.662 -> 0.699): 0.528 against 0.513 and 0.534 against 0.485 from the first. MobileNetV3-FCN
 # from it validated 0.547, under its 0.558, so it keeps the first.
 LONGER_DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill-mixup2/trunk.pt"
-for _name in ("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3"):
-    DISTILLED_RECIPES[_name]["backbone_init"] = LONGER_DISTILLED_TRUNK
+# The shipped MobileNetV3 files: FCN and LR-ASPP 20 epochs (26 and 32 min), val mIoU 0.558 at the 17th
+# and 0.528 at the 18th; DeepLabv3 16 epochs (22 min), 0.534 at the 13th.
+_DISTILLED_MODEL = {
+    "mobilenet_v3_large-fcn": {"epochs": 20},
+    "mobilenet_v3_large-lraspp": {"epochs": 20, "backbone_init": LONGER_DISTILLED_TRUNK},
+    "mobilenet_v3_large-deeplabv3": {"epochs": 16, "backbone_init": LONGER_DISTILLED_TRUNK},
+}
+DISTILLED_RECIPES: dict[str, dict] = {
+    name: {**_DISTILLED_START, **_DISTILLED_BACKBONE[backbone], "backbone_init": DISTILLED_TRUNKS[backbone],
+           **_DISTILLED_MODEL.get(name, {})}
+    for name in TRASHNET_RECIPES if (backbone := parse_model_name(name)[0]) in DISTILLED_TRUNKS}
 RECIPE_SETS = {"cpu": (COMMON, CPU_RECIPES), "gpu": (GPU_COMMON, GPU_RECIPES),
                "trashnet": (TRASHNET_COMMON, TRASHNET_RECIPES), "distilled": (TRASHNET_COMMON, DISTILLED_RECIPES)}
 RECIPES = CPU_RECIPES  # the model list, in training order

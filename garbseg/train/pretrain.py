@@ -335,8 +335,9 @@ def describe(model: TrunkClassifier | TrunkMimic, cfg: PretrainConfig, train: Ex
             f"{model.metric_label} {score:.3f}")
 
 
-def _saved_run(folder: str | Path, cfg: PretrainConfig, classes: list[str]) -> dict:
-    """A run folder's ``state.pt``, checked to hold the same backbone, objective and classes as ``cfg``."""
+def _saved_run(folder: str | Path, cfg: PretrainConfig, classes: list[str], advice: str = "") -> dict:
+    """A run folder's ``state.pt``, checked to hold the same backbone, objective and classes as ``cfg``
+    (``advice`` ends the error message otherwise)."""
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise PretrainError(f"{folder}: no {STATE_FILE}; give the folder of a pretraining run")
@@ -344,7 +345,7 @@ def _saved_run(folder: str | Path, cfg: PretrainConfig, classes: list[str]) -> d
     found = (saved["config"]["backbone"], saved["config"].get("objective", "classify"), saved["classes"])
     if found != (cfg.backbone, cfg.objective, classes):
         raise PretrainError(f"{folder} holds a {found[1]} run of {found[0]} with classes {found[2]}, "
-                            f"not a {cfg.objective} run of {cfg.backbone} with classes {classes}")
+                            f"not a {cfg.objective} run of {cfg.backbone} with classes {classes}{advice}")
     return saved
 
 
@@ -373,10 +374,7 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
     steps = min(steps, cfg.max_steps_per_epoch or steps)
     state = {"epoch": 0, "history": [], "best": -1.0, "earlier_epochs": 0}
     if (out / STATE_FILE).is_file():
-        try:
-            saved = _saved_run(out, cfg, classes)
-        except PretrainError as exc:
-            raise PretrainError(f"{exc}; use another --out") from None
+        saved = _saved_run(out, cfg, classes, advice="; use another --out")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved.get(k, state[k]) for k in state}
