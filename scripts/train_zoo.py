@@ -119,21 +119,18 @@ DISTILLED_TRUNKS = {"mobilenet_v3_large": "runs/pretrain/mobilenet_v3_large-dist
                     "resnet50": "runs/pretrain/resnet50-distill-mixup/trunk.pt"}
 _DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12}
 _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "output_stride": 16, "epochs": 16}}
-# The LR-ASPP and DeepLabv3 trunks were distilled 16 epochs more on a new schedule (python -m
-# scripts.pretrain_backbone mobilenet_v3_large --objective distill --size 192 --epochs 16 --mixup 0.5 --lr 1e-3
-# --init-from runs/pretrain/mobilenet_v3_large-distill-mixup --out runs/pretrain/mobilenet_v3_large-distill-mixup2;
-# similarity 0.662 -> 0.699): 0.528 against 0.513 and 0.534 against 0.485 from the first. MobileNetV3-FCN
-# from it validated 0.547, under its 0.558, so it keeps the first.
-LONGER_DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill-mixup2/trunk.pt"
-# A trunk that has already learned to segment is a better start still: LR-ASPP from the trunk of the
-# shipped MobileNetV3-FCN (0.558, commit 0661c41) under a new head, 16 epochs: 0.556 against 0.528.
+# A trunk distilled 16 epochs more (runs/pretrain/mobilenet_v3_large-distill-mixup2, similarity 0.662 ->
+# 0.699; README) took LR-ASPP to 0.528 and DeepLabv3 to 0.534, FCN only to 0.547 (under its 0.558). A trunk
+# that has already learned to segment is a better start still: the trunk of the shipped MobileNetV3-FCN
+# (0.558, commit 0661c41) under a new head, 16 epochs: LR-ASPP 0.556 against 0.528, DeepLabv3 0.558
+# against 0.534.
 SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # The shipped MobileNetV3 files: FCN 20 epochs (26 min), val mIoU 0.558 at the 17th; LR-ASPP 16 epochs
-# (17 min), 0.556 at the 14th; DeepLabv3 16 epochs (22 min), 0.534 at the 13th.
+# (17 min), 0.556 at the 14th; DeepLabv3 16 epochs (21 min), 0.558 at the 13th.
 _DISTILLED_MODEL = {
     "mobilenet_v3_large-fcn": {"epochs": 20},
     "mobilenet_v3_large-lraspp": {"epochs": 16, "backbone_init": SEGMENTING_TRUNK},
-    "mobilenet_v3_large-deeplabv3": {"epochs": 16, "backbone_init": LONGER_DISTILLED_TRUNK},
+    "mobilenet_v3_large-deeplabv3": {"epochs": 16, "backbone_init": SEGMENTING_TRUNK},
 }
 DISTILLED_RECIPES: dict[str, dict] = {
     name: {**_DISTILLED_START, **_DISTILLED_BACKBONE[backbone], "backbone_init": DISTILLED_TRUNKS[backbone],
