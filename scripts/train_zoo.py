@@ -125,8 +125,8 @@ _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "outpu
 # (0.558, commit 0661c41) under a new head, 16 epochs: LR-ASPP 0.556 against 0.528, DeepLabv3 0.558
 # against 0.534.
 SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
-# The shipped MobileNetV3 files: FCN 20 epochs (26 min), val mIoU 0.558 at the 17th; LR-ASPP 16 epochs
-# (17 min), 0.556 at the 14th; DeepLabv3 16 epochs (21 min), 0.558 at the 13th.
+# The shipped MobileNetV3 files (wall-clock of the whole run): FCN 20 epochs (26 min), val mIoU 0.558 at the
+# 17th; LR-ASPP 16 epochs (19 min), 0.556 at the 14th; DeepLabv3 16 epochs (25 min), 0.558 at the 13th.
 _DISTILLED_MODEL = {
     "mobilenet_v3_large-fcn": {"epochs": 20},
     "mobilenet_v3_large-lraspp": {"epochs": 16, "backbone_init": SEGMENTING_TRUNK},
