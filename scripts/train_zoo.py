@@ -129,10 +129,11 @@ _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "outpu
 SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # The shipped MobileNetV3 files (wall-clock of the whole run): FCN 20 epochs (26 min), val mIoU 0.558 at the
 # 17th; LR-ASPP 16 epochs (19 min), 0.584 at the 9th; DeepLabv3 16 epochs (24 min), 0.559 at the 9th.
+_FROM_SEGMENTING_TRUNK = {"epochs": 16, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3}
 _DISTILLED_MODEL = {
     "mobilenet_v3_large-fcn": {"epochs": 20},
-    "mobilenet_v3_large-lraspp": {"epochs": 16, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3},
-    "mobilenet_v3_large-deeplabv3": {"epochs": 16, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3},
+    "mobilenet_v3_large-lraspp": _FROM_SEGMENTING_TRUNK,
+    "mobilenet_v3_large-deeplabv3": _FROM_SEGMENTING_TRUNK,
 }
 DISTILLED_RECIPES: dict[str, dict] = {
     name: {**_DISTILLED_START, **_DISTILLED_BACKBONE[backbone], "backbone_init": DISTILLED_TRUNKS[backbone],
