@@ -371,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size the teacher runs at (default: its own; smaller is cheaper)")
     p.add_argument("--copy-paste", dest="copy_paste", type=FRACTION,
                    help="share of each batch's photos that get another photo's objects pasted in (default 0)")
+    p.add_argument("--distill-mixup", dest="distill_mixup", type=FRACTION,
+                   help="share of each batch's photos blended with another and taught by the --teacher alone, "
+                        "their labels ignored (default 0)")
     p.set_defaults(func=cmd_train)
 
     def add_checkpoint(p, many=False):

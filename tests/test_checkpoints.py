@@ -162,6 +162,8 @@ def test_model_card_says_which_data_and_teacher_a_file_saw():
     assert text == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels (2276 photos, 349 per epoch); "
                     "copy-paste on 50% of photos; distilled from mobilenet_v2-lraspp at 384 px (val mIoU 0.728); "
                     "the runs it continued saw garbage-seg/train only")
+    blended = data_seen(mixed, {"teacher": teacher, "distill_mixup": 0.25}, [])
+    assert blended.endswith("(val mIoU 0.728), which alone taught the 25% of photos blended with another")
     older = {"name": "garbage-seg/train + trashnet/train", "train_images": 349, "extra_images": 9, "extra_per_epoch": 3}
     assert data_seen(older, {}, []) == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels "
                                         "(9 photos, 3 per epoch)")

@@ -11,7 +11,7 @@ from garbseg.data import IGNORE_INDEX
 from garbseg.models import build_model, make_metadata, save_checkpoint
 from garbseg.models.backbone_init import initialise_backbone
 from garbseg.train.pretrain import (PretrainConfig, PretrainError, TrunkMimic, feature_similarity, gather_examples,
-                                   label_classes, mix_crops, object_boxes, pretrain)
+                                   label_classes, object_boxes, pretrain)
 
 from conftest import TINY_COLOURS, make_yolo_set
 
@@ -86,21 +86,6 @@ def test_pretraining_says_what_is_missing(tmp_path):
     with pytest.raises(PretrainError, match="'distill' only"):
         pretrain(PretrainConfig(backbone="mobilenet_v3_large", out=str(tmp_path / "run"), photos=str(tmp_path),
                                 mixup=0.5), log=lambda _: None)
-
-
-def test_mixup_blends_each_chosen_crop_with_its_neighbour():
-    # Crop i is filled with the value 10 * i: a blend with crop i - 1 lies strictly between the two.
-    batch = torch.arange(8, dtype=torch.float32).mul(10).view(8, 1, 1, 1).expand(8, 3, 4, 4).contiguous()
-    assert torch.equal(mix_crops(batch, 0.0, torch.Generator().manual_seed(0)), batch)
-    mixed = mix_crops(batch, 1.0, torch.Generator().manual_seed(0))
-    values = mixed[:, 0, 0, 0]
-    neighbours = batch.roll(1, dims=0)[:, 0, 0, 0]
-    low, high = torch.minimum(batch[:, 0, 0, 0], neighbours), torch.maximum(batch[:, 0, 0, 0], neighbours)
-    assert bool(((values > low) & (values < high)).all())
-    assert bool((mixed == mixed[:, :1, :1, :1]).all())  # one weight per crop, the same at every pixel
-    half = mix_crops(batch, 0.5, torch.Generator().manual_seed(1))
-    kept = (half == batch).flatten(1).all(1)
-    assert 0 < int(kept.sum()) < 8  # some crops untouched, some blended
 
 
 def test_feature_distillation_learns_the_teacher_and_leaves_it_untouched(sources, tmp_path):

@@ -9,8 +9,9 @@ from garbseg.data import IGNORE_INDEX, load_dataset
 from garbseg.data.constants import DatasetError
 from garbseg.models.checkpoints import read_metadata
 from garbseg.train import TrainConfig, Trainer, train
+from garbseg.train.loop import TrainError
 from garbseg.train.copy_paste import copy_paste
-from garbseg.train.distill import Teacher, distillation_loss
+from garbseg.train.distill import Teacher, blend_for_teacher, blend_neighbours, distillation_loss
 from garbseg.train.mixing import MixedTrainSet
 
 from conftest import make_yolo_set
@@ -68,6 +69,41 @@ def test_distillation_loss_is_zero_for_a_matching_student_and_grows_with_disagre
         4 * distillation_loss(far / 2, teacher / 2).item(), rel=1e-5)
 
 
+def test_mixup_blends_each_chosen_input_with_its_neighbour():
+    # Input i is filled with the value 10 * i: a blend with input i - 1 lies strictly between the two.
+    batch = torch.arange(8, dtype=torch.float32).mul(10).view(8, 1, 1, 1).expand(8, 3, 4, 4).contiguous()
+    same, none = blend_neighbours(batch, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, batch) and not none.any()
+    mixed, chosen = blend_neighbours(batch, 1.0, torch.Generator().manual_seed(0))
+    assert chosen.all()
+    values = mixed[:, 0, 0, 0]
+    neighbours = batch.roll(1, dims=0)[:, 0, 0, 0]
+    low, high = torch.minimum(batch[:, 0, 0, 0], neighbours), torch.maximum(batch[:, 0, 0, 0], neighbours)
+    assert bool(((values > low) & (values < high)).all())
+    assert bool((mixed == mixed[:, :1, :1, :1]).all())  # one weight per input, the same at every pixel
+    half, chosen = blend_neighbours(batch, 0.5, torch.Generator().manual_seed(1))
+    kept = (half == batch).flatten(1).all(1)
+    assert 0 < int(kept.sum()) < 8 and torch.equal(kept, ~chosen)  # the flags name exactly the blended ones
+
+
+def test_blends_for_the_teacher_carry_no_labels_and_the_rest_keep_theirs():
+    images = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 3, 8, 8).contiguous()
+    masks = torch.randint(0, 3, (6, 8, 8))
+    blended, labels = blend_for_teacher(images, masks, 0.5, torch.Generator().manual_seed(1))
+    mixed = ~(blended == images).flatten(1).all(1)
+    assert 0 < int(mixed.sum()) < 6
+    assert bool((labels[mixed] == IGNORE_INDEX).all())
+    assert torch.equal(labels[~mixed], masks[~mixed])
+    assert blend_for_teacher(images, masks, 0.0)[1] is masks
+
+
+def test_a_run_refuses_blends_without_a_teacher(tiny_data, tmp_path):
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "b"),
+                      distill_mixup=0.5)
+    with pytest.raises(TrainError, match="teacher"):
+        Trainer(cfg, progress=False, log=lambda s: None)
+
+
 def test_teacher_answers_at_the_batch_resolution_and_refuses_other_classes(tiny_run):
     teacher = Teacher(str(tiny_run), ["background", "red", "blue"], size=64)
     assert teacher.logits(torch.randn(2, 3, 48, 48)).shape == (2, 3, 48, 48)
@@ -79,12 +115,14 @@ def test_a_run_with_extra_data_teacher_and_copy_paste_records_its_ingredients(ti
                                                                               tmp_path):
     cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "mix"), epochs=2,
                       batch_size=4, size=64, resize=64, lr=1e-3, bf16=False, extra_data=str(extra_data),
-                      extra_ratio=1.0, teacher=str(tiny_run), copy_paste=0.5, augment_on_device=True)
+                      extra_ratio=1.0, teacher=str(tiny_run), copy_paste=0.5, distill_mixup=0.25,
+                      augment_on_device=True)
     trainer = train(cfg, progress=False, log=lambda s: None)
     assert trainer.steps_per_epoch == 4  # (8 train + 8 extra) / 4
     meta = read_metadata(tmp_path / "mix" / "best.safetensors")
     assert meta.data["extra_images"] == 20 and meta.data["extra_per_epoch"] == 8 and meta.data["train_images"] == 8
     assert meta.recipe["teacher"]["model"] == "mobilenet_v3_large-lraspp" and meta.recipe["copy_paste"] == 0.5
+    assert meta.recipe["distill_mixup"] == 0.25
     assert meta.recipe["teacher"]["val_miou"] == pytest.approx(read_metadata(tiny_run / "best.safetensors").metrics["miou"])
     assert meta.data["extra_name"].endswith("/train")
     assert all(h["loss"] > 0 for h in trainer.history)

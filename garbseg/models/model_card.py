@@ -54,7 +54,7 @@ def started_from_imagenet(meta) -> bool:
 
 def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     """What the weights were trained on, in words: the labelled split, any pseudo-labelled extra set
-    (photos, share per epoch), copy-paste and the teacher; earlier runs that only saw the split first."""
+    (photos, share per epoch), copy-paste, the teacher and the blends it alone taught; earlier runs that only saw the split first."""
     primary, _, extra_in_name = data.get("name", "").partition(" + ")  # "garbage-seg/train + trashnet/train"
     parts = [f"{primary or 'train split'} ({data.get('train_images', '?')} photos)"]
     if data.get("extra_images"):
@@ -70,6 +70,8 @@ def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     if isinstance(teacher, dict):
         text += (f"; distilled from {teacher.get('model')} at {teacher.get('input_size')} px "
                  f"(val mIoU {teacher.get('val_miou') or float('nan'):.3f})")
+        if recipe.get("distill_mixup"):
+            text += f", which alone taught the {recipe['distill_mixup']:.0%} of photos blended with another"
     alone = [run for run in earlier if not _saw_extra_set(run)]
     if alone and data.get("extra_images"):
         which = "the runs" if len(alone) == len(earlier) else f"{len(alone)} of the {len(earlier)} runs"

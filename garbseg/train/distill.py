@@ -8,6 +8,10 @@ resolution. The loss is the per-pixel KL divergence from the teacher's to the st
 distribution at temperature ``T`` (times ``T**2``, so its gradients keep their scale), averaged
 over every pixel: also the ones a pseudo-label leaves ignored, where the teacher's doubt is itself
 the lesson.
+
+*Function matching*: a blend of two photos is an input nobody labelled, yet the teacher answers for
+it. :func:`blend_for_teacher` mixes a share of the batch with a neighbour and leaves those photos'
+labels ignored, so only the teacher's soft outputs teach the student there.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import GarbsegError
-from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from ..models import load_checkpoint
 
 
@@ -63,3 +67,27 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     log_teacher = F.log_softmax(teacher.float() / t, dim=1)
     kl = (log_teacher.exp() * (log_teacher - log_student)).sum(1)
     return kl.mean() * t * t
+
+
+def blend_neighbours(batch: torch.Tensor, share: float,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup with the batch's neighbour: a random ``share`` of the ``N x C x H x W`` inputs becomes
+    ``w * x[i] + (1 - w) * x[i - 1]``, one weight ``w`` in 0-1 per input. Returns the batch and the
+    ``N`` booleans saying which were blended."""
+    n = len(batch)
+    if share <= 0 or n < 2:
+        return batch, torch.zeros(n, dtype=torch.bool, device=batch.device)
+    chosen = (torch.rand(n, generator=generator) < share).to(batch.device)
+    weight = torch.where(chosen, torch.rand(n, generator=generator).to(batch.device),
+                         torch.ones(n, device=batch.device)).to(batch.dtype).view(-1, *([1] * (batch.dim() - 1)))
+    return weight * batch + (1 - weight) * batch.roll(1, dims=0), chosen
+
+
+def blend_for_teacher(images: torch.Tensor, masks: torch.Tensor, share: float,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``share`` of the photos blended with a neighbour (:func:`blend_neighbours`), their masks all
+    ignored: a blend has no true label, only the teacher's answer."""
+    images, blended = blend_neighbours(images, share, generator)
+    if blended.any():
+        masks = masks.masked_fill(blended[:, None, None], IGNORE_INDEX)
+    return images, masks

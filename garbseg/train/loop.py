@@ -42,7 +42,7 @@ from ..models import (BACKBONES, CheckpointMeta, LoadedModel, build_model, defau
 from ..models.backbone_init import initialise_backbone
 from .copy_paste import copy_paste
 from .device_augment import AugmentParams, DeviceTrainSet
-from .distill import Teacher, distillation_loss
+from .distill import Teacher, blend_for_teacher, distillation_loss
 from .mixing import MixedTrainSet
 from .weight_average import WeightEMA
 
@@ -107,6 +107,9 @@ class TrainConfig:
     distill_temperature: float = 1.0
     teacher_size: int | None = None  # the teacher's input size; None: its own (what it was trained at)
     copy_paste: float = 0.0  # share of each batch's photos that receive another photo's objects
+    # Share of each batch's photos blended with another (mixup) and taught by the teacher alone
+    # (garbseg.train.distill.blend_for_teacher, "function matching"); needs a teacher.
+    distill_mixup: float = 0.0
     val_split: str = "val"
     bf16: bool | None = None  # None: on where the CPU has native bf16 (or on CUDA)
     num_workers: int = 0
@@ -204,6 +207,8 @@ class Trainer:
         if c.batch_size % self.world_size:
             raise TrainError(f"batch size {c.batch_size} (the global batch) does not split evenly over "
                                   f"{self.world_size} processes")
+        if c.distill_mixup and not c.teacher:
+            raise TrainError("distill_mixup blends photos that only a teacher can label: give a teacher")
         self.batch_per_process = c.batch_size // self.world_size
         self.is_main = self.rank == 0
         self.log = log if self.is_main else _silent  # one voice: rank 0 logs, the others stay quiet
@@ -402,6 +407,7 @@ class Trainer:
                 break
             images, masks = images.to(c.device), masks.to(c.device)
             images, masks = copy_paste(images, masks, c.copy_paste)
+            images, masks = blend_for_teacher(images, masks, c.distill_mixup)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):

@@ -46,6 +46,7 @@ from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..models import BACKBONES
 from ..models.backbone_init import load_backbone_weights
 from ..models.checkpoints import read_metadata
+from .distill import blend_neighbours
 from .loop import lr_factor, set_bn_momentum
 from .pseudo_labels import folder_class_photos
 
@@ -190,16 +191,6 @@ def random_crops(images: Sequence[torch.Tensor], size: int, generator: torch.Gen
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
     batch = ((batch - mean) * jitter[1] + mean) * jitter[0]
     return TF.normalize(batch.clamp(0, 1), list(IMAGENET_MEAN), list(IMAGENET_STD))
-
-
-def mix_crops(batch: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
-    """``share`` of the crops blended with their neighbour in the batch, each with its own weight in 0-1."""
-    if share <= 0 or len(batch) < 2:
-        return batch
-    chosen = torch.rand(len(batch), generator=generator) < share
-    weight = torch.where(chosen, torch.rand(len(batch), generator=generator), torch.ones(len(batch)))
-    weight = weight.view(-1, 1, 1, 1)
-    return weight * batch + (1 - weight) * batch.roll(1, dims=0)
 
 
 def centre_crops(images: Sequence[torch.Tensor], size: int) -> torch.Tensor:
@@ -396,8 +387,8 @@ def pretrain(cfg: PretrainConfig, *, log: Callable[[str], None] = print, progres
             chosen = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg, (epoch - 1) * steps + step, cfg.epochs * steps)
-            crops = mix_crops(random_crops([train.images[i] for i in chosen], cfg.size, generator), cfg.mixup,
-                              generator)
+            crops, _ = blend_neighbours(random_crops([train.images[i] for i in chosen], cfg.size, generator),
+                                        cfg.mixup, generator)
             loss = model.loss(crops, [train.labels[i] for i in chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
