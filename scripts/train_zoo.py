@@ -131,7 +131,7 @@ SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # higher over their last six epochs (LR-ASPP 0.567 against 0.554, DeepLabv3 0.564 against 0.541), and
 # DeepLabv3's best rose to 0.575; LR-ASPP's best (0.582) stayed under its file, made without blends.
 # The shipped MobileNetV3 files (wall-clock of the whole run): FCN 20 epochs (26 min), val mIoU 0.558 at the
-# 17th; LR-ASPP 16 epochs (19 min), 0.584 at the 9th; DeepLabv3 16 epochs (24 min), 0.575 at the 8th.
+# 17th; LR-ASPP 16 epochs (19 min), 0.584 at the 9th; DeepLabv3 16 epochs (25 min), 0.575 at the 8th.
 _FROM_SEGMENTING_TRUNK = {"epochs": 16, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3}
 _DISTILLED_MODEL = {
     "mobilenet_v3_large-fcn": {"epochs": 20},

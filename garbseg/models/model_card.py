@@ -54,7 +54,8 @@ def started_from_imagenet(meta) -> bool:
 
 def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
     """What the weights were trained on, in words: the labelled split, any pseudo-labelled extra set
-    (photos, share per epoch), copy-paste, the teacher and the blends it alone taught; earlier runs that only saw the split first."""
+    (photos, share per epoch), copy-paste, the teacher and the blends it alone taught; earlier runs
+    that only saw the split first."""
     primary, _, extra_in_name = data.get("name", "").partition(" + ")  # "garbage-seg/train + trashnet/train"
     parts = [f"{primary or 'train split'} ({data.get('train_images', '?')} photos)"]
     if data.get("extra_images"):
