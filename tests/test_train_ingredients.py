@@ -9,9 +9,9 @@ from garbseg.data import IGNORE_INDEX, load_dataset
 from garbseg.data.constants import DatasetError
 from garbseg.models.checkpoints import read_metadata
 from garbseg.train import TrainConfig, Trainer, train
-from garbseg.train.loop import TrainError
 from garbseg.train.copy_paste import copy_paste
 from garbseg.train.distill import Teacher, blend_for_teacher, blend_neighbours, distillation_loss
+from garbseg.train.loop import TrainError
 from garbseg.train.mixing import MixedTrainSet
 
 from conftest import make_yolo_set

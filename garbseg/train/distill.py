@@ -77,10 +77,11 @@ def blend_neighbours(batch: torch.Tensor, share: float,
     n = len(batch)
     if share <= 0 or n < 2:
         return batch, torch.zeros(n, dtype=torch.bool, device=batch.device)
-    chosen = (torch.rand(n, generator=generator) < share).to(batch.device)
-    weight = torch.where(chosen, torch.rand(n, generator=generator).to(batch.device),
-                         torch.ones(n, device=batch.device)).to(batch.dtype).view(-1, *([1] * (batch.dim() - 1)))
-    return weight * batch + (1 - weight) * batch.roll(1, dims=0), chosen
+    # Drawn on the CPU (where the generator lives), chosen first, then the weights.
+    chosen = torch.rand(n, generator=generator) < share
+    weight = torch.where(chosen, torch.rand(n, generator=generator), torch.ones(n))
+    weight = weight.to(batch.device, batch.dtype).view(n, *[1] * (batch.dim() - 1))
+    return weight * batch + (1 - weight) * batch.roll(1, dims=0), chosen.to(batch.device)
 
 
 def blend_for_teacher(images: torch.Tensor, masks: torch.Tensor, share: float,
