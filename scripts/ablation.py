@@ -3,7 +3,7 @@
     python -m scripts.ablation --train          # the runs (about 100 minutes on 2 cores: 35 + 36 + 26 for the three studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Three studies, each a table of runs that differ in one ingredient:
+Four studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -32,6 +32,12 @@ MobileNetV3 students (``python -m scripts.pseudo_label --round 2 ...``). To repe
     mkdir -p runs/round1 && git show 3c6eb20:checkpoints/mobilenet_v3_large-lraspp.safetensors \
         > runs/round1/mobilenet_v3_large-lraspp.safetensors
     python -m scripts.ablation --study second-round --start runs/round1/mobilenet_v3_large-lraspp.safetensors --train
+
+``blends``: half of each batch blended with a neighbour and taught by the teacher alone
+(``distill_mixup``, "function matching"), on the two MobileNetV3 heads that start from the shipped
+MobileNetV3-FCN's trunk with the ``distilled`` recipe: the same run without and with blends.
+
+    python -m scripts.ablation --study blends --train     # four runs, about 90 minutes on 2 cores
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -68,6 +74,8 @@ class Study:
     common: tuple[str, ...]  # trashnet-recipe overrides of every row
     rows: tuple[tuple[str, str, tuple[str, ...]], ...]  # (label, run folder, overrides)
     against_first: bool = False  # each row's change is against the first row, not the row above
+    recipe: str = "trashnet"  # the recipe set of scripts/train_zoo.py every row runs
+    models: tuple[str, ...] = ()  # the rows run for each of these models; none: the --model one
 
 
 STUDIES = {
@@ -111,13 +119,28 @@ STUDIES = {
         (("control: the first round's pseudo-labels (MobileNetV2 ensemble) again", "runs/abl-round1-again", ()),
          ("second round: pseudo-labels remade by the MobileNetV3 students", "runs/abl-round2",
           (f"extra_data={ROUND2_LABELS}",)))),
+    "blends": Study(
+        "blends taught by the teacher alone",
+        "Both runs start afresh with the `distilled` recipe of `scripts/train_zoo.py` (the shipped "
+        "MobileNetV3-FCN's trunk at 0.3 times the heads' rate under a new head, garbage-seg train and "
+        "pseudo-labelled TrashNet, copy-paste, distillation from mobilenet_v2-lraspp, 16 epochs); the second "
+        "blends half of each batch's photos with a neighbour (mixup) and leaves their labels ignored, so the "
+        "teacher alone teaches them (`distill_mixup`, \"function matching\", Beyer et al. 2022). The best "
+        "epoch is picked on the same 60 photos it is scored on, so the mean of the last six epochs (the "
+        "training log's val mIoU, no epoch picked) is the steadier comparison.",
+        False, (),
+        (("without blends", "runs/fcn-trunk-slow", ("distill_mixup=0",)),
+         ("+ half of each batch blended for the teacher", "runs/fcn-trunk-mixup", ("distill_mixup=0.5",))),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
 }
+LAST_EPOCHS = 6  # the blends study's steadier figure: mean val mIoU of a run's last epochs
 
 
-def train_command(model: str, start: str | None, runs: str, overrides: list[str]) -> list[str]:
+def train_command(model: str, start: str | None, runs: str, overrides: list[str],
+                  recipe: str = "trashnet") -> list[str]:
     items = ([f"init_from={start}"] if start else []) + list(overrides)
     sets = [arg for item in items for arg in ("--set", item)]
-    return [sys.executable, "-m", "scripts.train_zoo", model, "--recipe", "trashnet", "--no-ship", "--no-score",
+    return [sys.executable, "-m", "scripts.train_zoo", model, "--recipe", recipe, "--no-ship", "--no-score",
             "--runs", runs, *sets]
 
 
@@ -131,10 +154,29 @@ def score(checkpoint: Path, data: str) -> dict:
     return {"miou": round(metrics["miou"], 4), "miou_ci95": [round(v, 4) for v in metrics["miou_ci95"]]}
 
 
+def last_epochs_miou(run: Path, count: int = LAST_EPOCHS) -> float | None:
+    """Mean val mIoU of the run's last ``count`` epochs (its training log), None if it validated fewer."""
+    history = json.loads((run / "history.json").read_text()) if (run / "history.json").is_file() else []
+    scores = [entry["val_miou"] for entry in history if entry.get("val_miou") is not None]
+    return round(sum(scores[-count:]) / count, 4) if len(scores) >= count else None
+
+
 def run_study(study: Study, model: str, start: str, data: str, train: bool) -> dict:
-    """Train (if asked) and score one study's rows; rows whose run does not exist yet are left out."""
+    """Train (if asked) and score one study's rows, per model; rows whose run does not exist yet are left out."""
+    models = study.models or (model,)
+    rows = []
+    for name in models:
+        group = study_rows(study, name, start, data, train)
+        if len(models) > 1:
+            group = [{**row, "label": f"{name}: {row['label']}"} for row in group]
+        rows += group
+    return {"title": study.title, "intro": study.intro, "models": list(models), "last_epochs": LAST_EPOCHS,
+            "rows": rows}
+
+
+def study_rows(study: Study, model: str, start: str, data: str, train: bool) -> list[dict]:
     begin = start if study.continues_start else None
-    commands = [(label, runs, train_command(model, begin, runs, [*study.common, *overrides]))
+    commands = [(label, runs, train_command(model, begin, runs, [*study.common, *overrides], study.recipe))
                 for label, runs, overrides in study.rows]
     if train:
         for _, _, command in commands:
@@ -150,13 +192,15 @@ def run_study(study: Study, model: str, start: str, data: str, train: bool) -> d
             print(f"{runs}: no run yet (python -m scripts.ablation --train)", file=sys.stderr)
             continue
         meta = read_metadata(best)
+        last = last_epochs_miou(best.parent)
         rows.append({"label": label, "train_command": printable(command),
                      "command": f"python -m garbseg eval --checkpoint {best} --split val", **score(best, data),
                      "epoch": meta.epoch, "epochs": meta.recipe.get("epochs"),
-                     "train_seconds": meta.train_seconds, "machine": meta.machine})
+                     "train_seconds": meta.train_seconds, "machine": meta.machine}
+                    | ({"last_epochs_miou": last} if last is not None else {}))
     for previous, row in zip(rows, rows[1:]):
         row["change"] = round(row["miou"] - (rows[0] if study.against_first else previous)["miou"], 4)
-    return {"title": study.title, "intro": study.intro, "rows": rows}
+    return rows
 
 
 def main() -> None:
@@ -181,8 +225,9 @@ def main() -> None:
     for name, table in record["studies"].items():
         print(f"{name}: {table['title']}")
         for row in table["rows"]:
+            last = f"  last {LAST_EPOCHS} epochs {row['last_epochs_miou']:.4f}" if "last_epochs_miou" in row else ""
             print(f"  {row['miou']:.4f} ({row['miou_ci95'][0]:.3f}-{row['miou_ci95'][1]:.3f})  "
-                  f"{row.get('change', 0):+.4f}  {row['label']}")
+                  f"{row.get('change', 0):+.4f}  {row['label']}{last}")
     print(f"wrote {out}")
 
 

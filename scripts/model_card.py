@@ -182,18 +182,22 @@ def ablation_section(path: Path) -> list[str]:
     record = json.loads(path.read_text())
     lines = []
     for table in record.get("studies", {}).values():
-        lines += ["", f"## Ablation: {table['title']} ({record['model']})", "",
+        models = ", ".join(table.get("models") or [record["model"]])
+        steady = any("last_epochs_miou" in row for row in table["rows"])  # only studies that record it
+        lines += ["", f"## Ablation: {table['title']} ({models})", "",
                   f"{table['intro']} Each row's training command is in the table; `python -m scripts.ablation` "
                   "scores them. Val mIoU from one confusion matrix over the 60 val photos, 95% bootstrap interval "
                   "over photos; all rows score the same photos.", "",
-                  "| run | val mIoU (95% CI) | change | best epoch | training to it | command |",
-                  "|---|---|---|---|---|---|"]
+                  "| run | val mIoU (95% CI) | change | best epoch | training to it | "
+                  + (f"mean val mIoU, last {table.get('last_epochs')} epochs | " if steady else "") + "command |",
+                  "|---|---|---|---|---|" + ("---|" if steady else "") + "---|"]
         for row in table["rows"]:
             low, high = row["miou_ci95"]
             epochs = f"{row['epoch']} / {row['epochs']}" if row.get("epochs") else str(row.get("epoch", "-"))
             change = f"{row['change']:+.3f}" if "change" in row else "-"
+            last = (f"{row['last_epochs_miou']:.3f} | " if "last_epochs_miou" in row else "- | ") if steady else ""
             lines.append(f"| {row['label']} | {row['miou']:.3f} ({low:.3f}-{high:.3f}) | {change} | {epochs} | "
-                         f"{hms(row.get('train_seconds'))} | `{row.get('train_command') or row['command']}` |")
+                         f"{hms(row.get('train_seconds'))} | {last}`{row.get('train_command') or row['command']}` |")
     return lines
 
 

@@ -81,3 +81,53 @@ def test_second_round_study_changes_only_the_pseudo_labels():
     first, later = pseudo_label.ROUNDS[1], pseudo_label.ROUNDS[2]
     assert set(later) <= set(list_models()) and not set(first) & set(later)
     assert all(name.startswith("mobilenet_v3_large-") for name in later)
+
+
+def test_blends_study_runs_the_distilled_recipe_with_and_without_blends_for_each_head():
+    from scripts import ablation
+
+    study = ablation.STUDIES["blends"]
+    assert study.recipe == "distilled" and not study.continues_start and len(study.models) == 2
+    for model in study.models:
+        without, blended = (ablation.train_command(model, None, runs, [*study.common, *overrides], study.recipe)
+                            for _, runs, overrides in study.rows)
+        assert without[without.index("--recipe") + 1] == "distilled" and "init_from" not in " ".join(without)
+        assert [arg for arg in blended if arg not in without] == ["runs/fcn-trunk-mixup", "distill_mixup=0.5"]
+        # Each command resolves to the shipped distilled recipe, distill_mixup alone set either way.
+        base = train_zoo.recipe(model, "distilled", {})
+        for command, share in ((without, 0.0), (blended, 0.5)):
+            sets = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
+            assert float(sets.pop("distill_mixup")) == share and not sets
+            assert base["backbone_init"] == train_zoo.SEGMENTING_TRUNK
+
+
+def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
+    import json
+
+    from scripts import ablation
+
+    history = [{"epoch": i, "val_miou": v} for i, v in enumerate([0.1, 0.2, 0.5, 0.6, 0.7], 1)]
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    assert ablation.last_epochs_miou(tmp_path, count=3) == pytest.approx(0.6)
+    assert ablation.last_epochs_miou(tmp_path, count=6) is None  # too few epochs: no figure, not a short mean
+    assert ablation.last_epochs_miou(tmp_path / "missing", count=1) is None
+
+
+def test_model_card_shows_the_last_epochs_column_only_for_studies_that_record_it(tmp_path):
+    import json
+
+    from scripts import model_card
+
+    row = {"label": "run", "miou": 0.5, "miou_ci95": [0.4, 0.6], "epoch": 3, "epochs": 8, "command": "c"}
+    record = {"model": "m", "studies": {
+        "old": {"title": "old", "intro": "i", "rows": [row]},
+        "new": {"title": "new", "intro": "i", "models": ["a", "b"], "last_epochs": 6,
+                "rows": [{**row, "last_epochs_miou": 0.4567}, row]}}}
+    (tmp_path / "ablation.json").write_text(json.dumps(record))
+    lines = model_card.ablation_section(tmp_path / "ablation.json")
+    assert "## Ablation: old (m)" in lines and "## Ablation: new (a, b)" in lines
+    old_header, old_row, new_header, blended, plain = (line for line in lines if line.startswith("| run |"))
+    assert old_header.count("|") == 7 and old_row.count("|") == 7 and "last 6 epochs" not in old_header
+    assert new_header.count("|") == 8 and "last 6 epochs" in new_header
+    column = new_header.split("|").index(" mean val mIoU, last 6 epochs ")
+    assert blended.split("|")[column].strip() == "0.457" and plain.split("|")[column].strip() == "-"
