@@ -1,6 +1,6 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (about 100 minutes on 2 cores: 35 + 36 + 26 for the three studies)
+    python -m scripts.ablation --train          # the runs (about 3 hours on 2 cores: 35 + 36 + 26 + 87 min for the four studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
 Four studies, each a table of runs that differ in one ingredient:
@@ -37,7 +37,7 @@ MobileNetV3 students (``python -m scripts.pseudo_label --round 2 ...``). To repe
 (``distill_mixup``, "function matching"), on the two MobileNetV3 heads that start from the shipped
 MobileNetV3-FCN's trunk with the ``distilled`` recipe: the same run without and with blends.
 
-    python -m scripts.ablation --study blends --train     # four runs, about 90 minutes on 2 cores
+    python -m scripts.ablation --study blends --train     # four 16-epoch runs, 87 minutes on 2 cores
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -133,7 +133,7 @@ STUDIES = {
          ("+ half of each batch blended for the teacher", "runs/fcn-trunk-mixup", ("distill_mixup=0.5",))),
         recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
 }
-LAST_EPOCHS = 6  # the blends study's steadier figure: mean val mIoU of a run's last epochs
+LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 
 
 def train_command(model: str, start: str | None, runs: str, overrides: list[str],
