@@ -128,7 +128,7 @@ STUDIES = {
         "teacher alone teaches them (`distill_mixup`, \"function matching\", Beyer et al. 2022). The best "
         "epoch is picked on the same 60 photos it is scored on, so the mean of the last six epochs (the "
         "training log's val mIoU, no epoch picked) is the steadier comparison.",
-        False, (),
+        False, ("epochs=16",),
         (("without blends", "runs/fcn-trunk-slow", ("distill_mixup=0",)),
          ("+ half of each batch blended for the teacher", "runs/fcn-trunk-mixup", ("distill_mixup=0.5",))),
         recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),

@@ -129,14 +129,17 @@ _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "outpu
 SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # Half of each batch blended for the teacher alone (distill_mixup, "function matching") ended both heads
 # higher over their last six epochs (LR-ASPP 0.567 against 0.554, DeepLabv3 0.564 against 0.541), and
-# DeepLabv3's best rose to 0.575; LR-ASPP's best (0.582) stayed under its file, made without blends.
+# DeepLabv3's best rose to 0.575; LR-ASPP's best (0.582) stayed under its file, made without blends. Twice
+# the epochs with blends left LR-ASPP's last six epochs where they were (0.564), but one epoch, the 16th,
+# validated 0.626 between 0.500 and 0.512: that file ships by the rule (validates higher), a spike, not a level.
 # The shipped MobileNetV3 files (wall-clock of the whole run): FCN 20 epochs (26 min), val mIoU 0.558 at the
-# 17th; LR-ASPP 16 epochs (19 min), 0.584 at the 9th; DeepLabv3 16 epochs (25 min), 0.575 at the 8th.
-_FROM_SEGMENTING_TRUNK = {"epochs": 16, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3}
+# 17th; LR-ASPP 32 epochs (42 min), 0.626 at the 16th; DeepLabv3 16 epochs (25 min), 0.575 at the 8th.
+_FROM_SEGMENTING_TRUNK = {"epochs": 16, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3,
+                          "distill_mixup": 0.5}
 _DISTILLED_MODEL = {
     "mobilenet_v3_large-fcn": {"epochs": 20},
-    "mobilenet_v3_large-lraspp": _FROM_SEGMENTING_TRUNK,
-    "mobilenet_v3_large-deeplabv3": {**_FROM_SEGMENTING_TRUNK, "distill_mixup": 0.5},
+    "mobilenet_v3_large-lraspp": {**_FROM_SEGMENTING_TRUNK, "epochs": 32},
+    "mobilenet_v3_large-deeplabv3": _FROM_SEGMENTING_TRUNK,
 }
 DISTILLED_RECIPES: dict[str, dict] = {
     name: {**_DISTILLED_START, **_DISTILLED_BACKBONE[backbone], "backbone_init": DISTILLED_TRUNKS[backbone],

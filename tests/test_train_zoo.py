@@ -93,12 +93,11 @@ def test_blends_study_runs_the_distilled_recipe_with_and_without_blends_for_each
                             for _, runs, overrides in study.rows)
         assert without[without.index("--recipe") + 1] == "distilled" and "init_from" not in " ".join(without)
         assert [arg for arg in blended if arg not in without] == ["runs/fcn-trunk-mixup", "distill_mixup=0.5"]
-        # Each command resolves to the shipped distilled recipe, distill_mixup alone set either way.
-        base = train_zoo.recipe(model, "distilled", {})
+        # Each command is the distilled recipe at 16 epochs (the runs' length), distill_mixup alone set either way.
+        assert train_zoo.recipe(model, "distilled", {})["backbone_init"] == train_zoo.SEGMENTING_TRUNK
         for command, share in ((without, 0.0), (blended, 0.5)):
             sets = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
-            assert float(sets.pop("distill_mixup")) == share and not sets
-            assert base["backbone_init"] == train_zoo.SEGMENTING_TRUNK
+            assert float(sets.pop("distill_mixup")) == share and sets == {"epochs": "16"}
 
 
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
@@ -131,3 +130,28 @@ def test_model_card_shows_the_last_epochs_column_only_for_studies_that_record_it
     assert new_header.count("|") == 8 and "last 6 epochs" in new_header
     column = new_header.split("|").index(" mean val mIoU, last 6 epochs ")
     assert blended.split("|")[column].strip() == "0.457" and plain.split("|")[column].strip() == "-"
+
+
+@pytest.mark.parametrize("name", sorted(train_zoo.DISTILLED_RECIPES))
+def test_shipped_files_made_by_the_distilled_recipe_record_exactly_that_recipe(name):
+    """The README's reproduction runs `train_zoo MODEL --recipe distilled`: it must make what shipped."""
+    import json
+    from dataclasses import asdict, fields
+
+    from garbseg.core.paths import checkpoint_dir
+    from garbseg.train import TrainConfig
+
+    recorded = read_metadata(checkpoint_dir() / f"{name}.safetensors").recipe
+    if recorded.get("extra", {}).get("recipe_set") != "distilled":
+        pytest.skip(f"{name} ships from another recipe set")
+    planned = json.loads(json.dumps(asdict(TrainConfig(model=name, data="-", out="-",
+                                                       **train_zoo.recipe(name, "distilled", {})))))
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    # Left out: paths, the run's notes, what the trainer resolves per machine or head (None, aux_loss).
+    for key, value in planned.items():
+        if key in ("data", "out", "extra", "aux_loss") or value is None:
+            continue
+        kept = recorded.get(key, defaults[key])
+        if key == "teacher":
+            kept = kept["checkpoint"]
+        assert kept == value, f"{name}: {key} shipped as {kept!r}, the recipe says {value!r}"
