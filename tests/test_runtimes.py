@@ -111,6 +111,14 @@ def test_predictor_on_onnx_gives_the_eager_masks(loaded, val_images, tiny_data):
     assert fast.last_timing.total_ms > 0
 
 
+@has_ort
+def test_onnx_threads_stop_spinning_after_each_run(loaded, tiny_data):
+    # Spinning threads left behind would slow the next model timed or run side by side.
+    engine = build_engine(loaded, "onnx", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    options = engine.session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
 @has_ov
 def test_int8_check_measures_the_miou_change(loaded, tiny_data):
     engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)

@@ -46,6 +46,10 @@ class OrtEngine(ArrayEngine):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only: no "consider pre-processing" chatter on stderr
+        # ORT's threads spin on after each call and take the cores from whatever runs next (another
+        # model side by side, pre/post-processing): OpenVINO timed after ORT int8 ran 5.34 ms, 4.03 ms
+        # with the spinning stopped after each run, at 3.77 -> 4.12 ms for ORT (benchmarks/README.md).
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def run_one(self, array: np.ndarray) -> np.ndarray:
