@@ -1,15 +1,19 @@
 """The zoo script: recipes for every model, overrides, and the guard that keeps a better shipped file."""
 
+import json
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
 
+from garbseg.core.paths import checkpoint_dir
 from garbseg.models.checkpoints import export_checkpoint, read_metadata
 from garbseg.models import list_models
 from garbseg.models.registry import parse_model_name
+from garbseg.train import TrainConfig
 from scripts import train_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +105,6 @@ def test_blends_study_runs_the_distilled_recipe_with_and_without_blends_for_each
 
 
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
-    import json
-
     from scripts import ablation
 
     history = [{"epoch": i, "val_miou": v} for i, v in enumerate([0.1, 0.2, 0.5, 0.6, 0.7], 1)]
@@ -113,8 +115,6 @@ def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
 
 
 def test_model_card_shows_the_last_epochs_column_only_for_studies_that_record_it(tmp_path):
-    import json
-
     from scripts import model_card
 
     row = {"label": "run", "miou": 0.5, "miou_ci95": [0.4, 0.6], "epoch": 3, "epochs": 8, "command": "c"}
@@ -135,12 +135,6 @@ def test_model_card_shows_the_last_epochs_column_only_for_studies_that_record_it
 @pytest.mark.parametrize("name", sorted(train_zoo.DISTILLED_RECIPES))
 def test_shipped_files_made_by_the_distilled_recipe_record_exactly_that_recipe(name):
     """The README's reproduction runs `train_zoo MODEL --recipe distilled`: it must make what shipped."""
-    import json
-    from dataclasses import asdict, fields
-
-    from garbseg.core.paths import checkpoint_dir
-    from garbseg.train import TrainConfig
-
     recorded = read_metadata(checkpoint_dir() / f"{name}.safetensors").recipe
     if recorded.get("extra", {}).get("recipe_set") != "distilled":
         pytest.skip(f"{name} ships from another recipe set")
