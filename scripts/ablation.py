@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (about 3 hours on 2 cores: 35 + 36 + 26 + 87 min for the four studies)
+    python -m scripts.ablation --train          # the runs (4.5 hours on 2 cores: 35+36+26+87+86 min, five studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Four studies, each a table of runs that differ in one ingredient:
+Five studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -38,6 +38,12 @@ MobileNetV3 students (``python -m scripts.pseudo_label --round 2 ...``). To repe
 MobileNetV3-FCN's trunk with the ``distilled`` recipe: the same run without and with blends.
 
     python -m scripts.ablation --study blends --train     # four 16-epoch runs, 87 minutes on 2 cores
+
+``framing``: the same recipe with blends (the blends study's second row), the photo squared to 384,
+288 or 224 pixels before the 224-pixel training crop is cut: how much of the photo a crop shows, and
+how large its objects look against inference, where the whole photo is squared to 224.
+
+    python -m scripts.ablation --study framing --train    # 16-epoch runs, 17-25 minutes each on 2 cores
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -132,6 +138,20 @@ STUDIES = {
         (("without blends", "runs/fcn-trunk-slow", ("distill_mixup=0",)),
          ("+ half of each batch blended for the teacher", "runs/fcn-trunk-mixup", ("distill_mixup=0.5",))),
         recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
+    "framing": Study(
+        "how much of the photo a training crop shows",
+        "Training squares each photo to `resize` pixels, zooms it by 0.6-1.7 and cuts a 224-pixel crop; "
+        "inference squares the whole photo to 224 pixels. Squared to 384, a crop shows 58% of each side at "
+        "zoom 1: objects look 1.7 times larger than at inference, and the head's pooled context is a part of "
+        "the photo, not all of it. Squared to 288 a crop shows 78%; squared to 224, the whole photo, as at "
+        "inference. Otherwise the `distilled` recipe with blends for 16 epochs, as the blends study's second "
+        "row (which is this study's first). Each change is against the first row.",
+        False, ("epochs=16",),
+        (("squared to 384 (a crop shows 58% of each side)", "runs/fcn-trunk-mixup", ("resize=384",)),
+         ("squared to 288 (78%)", "runs/r288", ("resize=288",)),
+         ("squared to 224 (the whole photo, as at inference)", "runs/r224", ("resize=224",))),
+        against_first=True, recipe="distilled",
+        models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 

@@ -104,6 +104,24 @@ def test_blends_study_runs_the_distilled_recipe_with_and_without_blends_for_each
             assert float(sets.pop("distill_mixup")) == share and sets == {"epochs": "16"}
 
 
+def test_framing_study_changes_only_how_large_the_photo_is_squared_before_the_crop():
+    from scripts import ablation
+
+    study, blends = ablation.STUDIES["framing"], ablation.STUDIES["blends"]
+    assert study.recipe == "distilled" and study.against_first and study.models == blends.models
+    # Its first row is the blends study's blended run: one run, two tables.
+    assert study.rows[0][1] == blends.rows[1][1]
+    sizes = []
+    for _, runs, overrides in study.rows:
+        command = ablation.train_command(study.models[0], None, runs, [*study.common, *overrides], study.recipe)
+        sets = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
+        sizes.append(int(sets.pop("resize")))
+        assert sets == {"epochs": "16"}
+        crop = train_zoo.recipe(study.models[0], "distilled", {}).get("size", TrainConfig.size)
+        assert crop == 224 <= sizes[-1]  # every row cuts the same crop, never larger than the squared photo
+    assert sizes == [384, 288, 224]
+
+
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
     from scripts import ablation
 
