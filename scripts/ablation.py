@@ -43,7 +43,7 @@ MobileNetV3-FCN's trunk with the ``distilled`` recipe: the same run without and 
 288 or 224 pixels before the 224-pixel training crop is cut: how much of the photo a crop shows, and
 how large its objects look against inference, where the whole photo is squared to 224.
 
-    python -m scripts.ablation --study framing --train    # 16-epoch runs, 17-25 minutes each on 2 cores
+    python -m scripts.ablation --study framing --train    # 16-epoch runs, 18-24 minutes each on 2 cores
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -146,7 +146,7 @@ STUDIES = {
         "the photo, not all of it. Squared to 288 a crop shows 78%; squared to 224, the whole photo, as at "
         "inference. Otherwise the `distilled` recipe with blends for 16 epochs, as the blends study's second "
         "row (which is this study's first). Each change is against the first row.",
-        False, ("epochs=16",),
+        False, ("epochs=16", "distill_mixup=0.5"),
         (("squared to 384 (a crop shows 58% of each side)", "runs/fcn-trunk-mixup", ("resize=384",)),
          ("squared to 288 (78%)", "runs/r288", ("resize=288",)),
          ("squared to 224 (the whole photo, as at inference)", "runs/r224", ("resize=224",))),
