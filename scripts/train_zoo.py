@@ -136,6 +136,8 @@ SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # the 14th, 0.602 at the 16th, 0.51-0.56 around them; a rerun passes through the same epoch.
 # The shipped MobileNetV3 files (wall-clock of the whole run): FCN 20 epochs (26 min), val mIoU 0.558 at the
 # 17th; LR-ASPP 32 epochs (46 min), 0.626 at the 16th; DeepLabv3 14 of 32 epochs (36 min to it), 0.603.
+# The photo squared to 288 or 224 before the 224 crop, not 384 (the ablation's "framing" study), ended
+# 16-epoch runs 0.004-0.012 higher, but not a 32-epoch LR-ASPP run (0.566 against 0.564): 384 stays.
 _FROM_SEGMENTING_TRUNK = {"epochs": 32, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3,
                           "distill_mixup": 0.5}
 _DISTILLED_MODEL = {

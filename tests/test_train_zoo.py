@@ -19,6 +19,11 @@ from scripts import train_zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def set_overrides(command: list[str]) -> dict[str, str]:
+    """The KEY=VALUE pairs a train_zoo command passes with --set."""
+    return dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
+
+
 def test_every_model_has_a_recipe_in_every_set():
     for recipes in (train_zoo.CPU_RECIPES, train_zoo.GPU_RECIPES, train_zoo.TRASHNET_RECIPES):
         assert sorted(recipes) == sorted(list_models())
@@ -100,7 +105,7 @@ def test_blends_study_runs_the_distilled_recipe_with_and_without_blends_for_each
         # Each command is the distilled recipe at 16 epochs (the runs' length), distill_mixup alone set either way.
         assert train_zoo.recipe(model, "distilled", {})["backbone_init"] == train_zoo.SEGMENTING_TRUNK
         for command, share in ((without, 0.0), (blended, 0.5)):
-            sets = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
+            sets = set_overrides(command)
             assert float(sets.pop("distill_mixup")) == share and sets == {"epochs": "16"}
 
 
@@ -114,7 +119,7 @@ def test_framing_study_changes_only_how_large_the_photo_is_squared_before_the_cr
     sizes = []
     for _, runs, overrides in study.rows:
         command = ablation.train_command(study.models[0], None, runs, [*study.common, *overrides], study.recipe)
-        sets = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
+        sets = set_overrides(command)
         sizes.append(int(sets.pop("resize")))
         assert sets == {"epochs": "16", "distill_mixup": "0.5"}  # the blended 16-epoch run, whatever the recipe
     assert sizes == [384, 288, 224]
