@@ -132,10 +132,11 @@ SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # DeepLabv3's best rose to 0.575; LR-ASPP's best (0.582) stayed under its file, made without blends. Twice
 # the epochs with blends left LR-ASPP's last six epochs where they were (0.564), but one epoch, the 16th,
 # validated 0.626 between 0.500 and 0.512: that file ships by the rule (validates higher), a spike, not a level.
-# DeepLabv3 the same, 32 epochs with blends (stopped after epoch 23 when the session ended): 0.603 at
-# the 14th, 0.602 at the 16th, 0.51-0.56 around them; a rerun passes through the same epoch.
+# DeepLabv3 the same, 32 epochs with blends: 0.603 at the 14th, 0.602 at the 16th, 0.51-0.56 around
+# them, the last six 0.561; a rerun passes through the same epoch.
 # The shipped MobileNetV3 files (wall-clock of the whole run): FCN 20 epochs (26 min), val mIoU 0.558 at the
-# 17th; LR-ASPP 32 epochs (46 min), 0.626 at the 16th; DeepLabv3 14 of 32 epochs (36 min to it), 0.603.
+# 17th; LR-ASPP 32 epochs (46 min), 0.626 at the 16th; DeepLabv3 32 epochs (61 min, 45 at 75-95 s an
+# epoch alone; 35 min to its kept epoch, the 14th), 0.603.
 # The photo squared to 288 or 224 before the 224 crop, not 384 (the ablation's "framing" study), ended
 # 16-epoch runs 0.004-0.012 higher, but not a 32-epoch LR-ASPP run (0.566 against 0.564): 384 stays.
 _FROM_SEGMENTING_TRUNK = {"epochs": 32, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3,
