@@ -361,8 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(python -m scripts.pseudo_label --out runs/pseudo/trashnet); validation stays on --data")
     p.add_argument("--extra-ratio", dest="extra_ratio", type=NON_NEGATIVE_FLOAT,
                    help="extra photos per epoch, relative to the --data train photos (default 1: half of each epoch)")
-    p.add_argument("--teacher",
-                   help="distil from this checkpoint or model name: its soft outputs on the same augmented batch")
+    p.add_argument("--teacher", nargs="+", metavar="CHECKPOINT",
+                   help="distil from this checkpoint or model name: its soft outputs on the same augmented batch; "
+                        "several teach with the mean of their class probabilities")
     p.add_argument("--distill-weight", dest="distill_weight", type=NON_NEGATIVE_FLOAT,
                    help="weight of the distillation loss next to cross-entropy (default 1)")
     p.add_argument("--distill-temperature", dest="distill_temperature", type=POSITIVE,

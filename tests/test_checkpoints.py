@@ -164,6 +164,11 @@ def test_model_card_says_which_data_and_teacher_a_file_saw():
                     "the runs it continued saw garbage-seg/train only")
     blended = data_seen(mixed, {"teacher": teacher, "distill_mixup": 0.25}, [])
     assert blended.endswith("(val mIoU 0.728), which alone taught the 25% of photos blended with another")
+    pair = {"model": "the mean of mobilenet_v2-lraspp, mobilenet_v2-fcn",
+            "members": [teacher, {"model": "mobilenet_v2-fcn", "input_size": 320, "val_miou": 0.7021}]}
+    assert data_seen(mixed, {"teacher": pair}, []).endswith(
+        "; distilled from the mean of mobilenet_v2-lraspp at 384 px (val mIoU 0.728), "
+        "mobilenet_v2-fcn at 320 px (val mIoU 0.702)")
     older = {"name": "garbage-seg/train + trashnet/train", "train_images": 349, "extra_images": 9, "extra_per_epoch": 3}
     assert data_seen(older, {}, []) == ("garbage-seg/train (349 photos) + trashnet/train pseudo-labels "
                                         "(9 photos, 3 per epoch)")

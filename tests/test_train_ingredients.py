@@ -10,7 +10,8 @@ from garbseg.data.constants import DatasetError
 from garbseg.models.checkpoints import read_metadata
 from garbseg.train import TrainConfig, Trainer, train
 from garbseg.train.copy_paste import copy_paste
-from garbseg.train.distill import Teacher, blend_for_teacher, blend_neighbours, distillation_loss
+from garbseg.train.distill import (Teacher, TeacherEnsemble, blend_for_teacher, blend_neighbours, distillation_loss,
+                                   load_teacher)
 from garbseg.train.loop import TrainError
 from garbseg.train.mixing import MixedTrainSet
 
@@ -109,6 +110,30 @@ def test_teacher_answers_at_the_batch_resolution_and_refuses_other_classes(tiny_
     assert teacher.logits(torch.randn(2, 3, 48, 48)).shape == (2, 3, 48, 48)
     with pytest.raises(Exception, match="predicts"):
         Teacher(str(tiny_run), ["background", "cat"])
+
+
+def test_several_teachers_answer_with_their_mean_probabilities(tiny_run):
+    classes = ["background", "red", "blue"]
+    assert isinstance(load_teacher([str(tiny_run)], classes, size=64), Teacher)  # a list of one is one teacher
+    first, second = Teacher(str(tiny_run), classes, size=64), Teacher(str(tiny_run), classes, size=48)
+    with torch.no_grad():
+        for weight in second.model.parameters():
+            weight.add_(0.05 * torch.randn_like(weight))
+    ensemble = TeacherEnsemble([first, second])
+    images = torch.randn(2, 3, 40, 40)
+    expected = (first.logits(images).softmax(1) + second.logits(images).softmax(1)) / 2
+    assert not torch.allclose(first.logits(images).softmax(1), expected, atol=1e-3)  # the two do differ
+    assert torch.allclose(ensemble.logits(images).exp(), expected, atol=1e-5)
+    # The loss reads the mean as it reads one teacher's logits: no loss where the student already agrees.
+    assert distillation_loss(ensemble.logits(images), ensemble.logits(images)).item() == pytest.approx(0, abs=1e-6)
+    assert [m["input_size"] for m in ensemble.record["members"]] == [64, 48]
+
+
+def test_a_config_names_one_teacher_as_a_string_however_it_came():
+    cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data="d", teacher=["mobilenet_v2-lraspp"])
+    assert cfg.resolved().teacher == "mobilenet_v2-lraspp"
+    several = TrainConfig(model="mobilenet_v3_large-lraspp", data="d", teacher=("a", "b")).resolved().teacher
+    assert several == ["a", "b"]
 
 
 def test_a_run_with_extra_data_teacher_and_copy_paste_records_its_ingredients(tiny_data, extra_data, tiny_run,

@@ -69,8 +69,10 @@ def data_seen(data: dict, recipe: dict, earlier: list[dict]) -> str:
         text += f"; copy-paste on {recipe['copy_paste']:.0%} of photos"
     teacher = recipe.get("teacher")
     if isinstance(teacher, dict):
-        text += (f"; distilled from {teacher.get('model')} at {teacher.get('input_size')} px "
-                 f"(val mIoU {teacher.get('val_miou') or float('nan'):.3f})")
+        members = teacher.get("members") or [teacher]  # an ensemble of teachers records each one
+        text += "; distilled from " + ("" if len(members) == 1 else "the mean of ") + ", ".join(
+            f"{m.get('model')} at {m.get('input_size')} px (val mIoU {m.get('val_miou') or float('nan'):.3f})"
+            for m in members)
         if recipe.get("distill_mixup"):
             text += f", which alone taught the {recipe['distill_mixup']:.0%} of photos blended with another"
     alone = [run for run in earlier if not _saw_extra_set(run)]

@@ -12,11 +12,15 @@ the lesson.
 *Function matching*: a blend of two photos is an input nobody labelled, yet the teacher answers for
 it. :func:`blend_for_teacher` mixes a share of the batch with a neighbour and leaves those photos'
 labels ignored, so only the teacher's soft outputs teach the student there.
+
+*Several teachers*: :func:`load_teacher` given more than one checkpoint answers with their mean class
+probabilities (:class:`TeacherEnsemble`), as the pseudo-labels' ensemble does for whole photos.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -58,6 +62,32 @@ class Teacher:
         if out.shape[-2:] != (height, width):
             out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
         return out
+
+
+class TeacherEnsemble:
+    """Several frozen teachers answering as one, each at its own input size: the mean of their class
+    probabilities, as log-probabilities, which :func:`distillation_loss` reads as it reads logits (a
+    softmax leaves them unchanged)."""
+
+    def __init__(self, teachers: Sequence[Teacher]):
+        self.teachers = list(teachers)
+        self.record = {"model": f"the mean of {', '.join(t.name for t in self.teachers)}",
+                       "members": [t.record for t in self.teachers]}
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        mean = sum(F.softmax(t.logits(images), dim=1) for t in self.teachers) / len(self.teachers)
+        return mean.clamp_min(1e-8).log()  # the floor keeps a class no teacher believes in finite
+
+
+def load_teacher(refs: str | Sequence[str], classes: list[str], *, device: str = "cpu",
+                 size: int | None = None) -> Teacher | TeacherEnsemble:
+    """One checkpoint (a path or model name) is a :class:`Teacher`; several are a :class:`TeacherEnsemble`."""
+    refs = [refs] if isinstance(refs, (str, Path)) else list(refs)
+    if not refs:
+        raise GarbsegError("no teacher given")
+    teachers = [Teacher(str(ref), classes, device=device, size=size) for ref in refs]
+    return teachers[0] if len(teachers) == 1 else TeacherEnsemble(teachers)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

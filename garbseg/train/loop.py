@@ -42,7 +42,7 @@ from ..models import (BACKBONES, CheckpointMeta, LoadedModel, build_model, defau
 from ..models.backbone_init import initialise_backbone
 from .copy_paste import copy_paste
 from .device_augment import AugmentParams, DeviceTrainSet
-from .distill import Teacher, blend_for_teacher, distillation_loss
+from .distill import blend_for_teacher, distillation_loss, load_teacher
 from .mixing import MixedTrainSet
 from .weight_average import WeightEMA
 
@@ -101,8 +101,9 @@ class TrainConfig:
     extra_split: str = "train"
     extra_ratio: float = 1.0
     # Distillation (garbseg.train.distill): a trained checkpoint whose soft outputs on the same
-    # augmented batch the student also matches, loss = CE + distill_weight * T^2 * KL.
-    teacher: str | None = None
+    # augmented batch the student also matches, loss = CE + distill_weight * T^2 * KL. Several
+    # checkpoints teach together: the mean of their class probabilities.
+    teacher: str | list[str] | None = None
     distill_weight: float = 1.0
     distill_temperature: float = 1.0
     teacher_size: int | None = None  # the teacher's input size; None: its own (what it was trained at)
@@ -133,7 +134,11 @@ class TrainConfig:
         lr = self.lr if self.lr is not None else BACKBONES[backbone].default_lr
         out = self.out or str(Path("runs") / self.model)
         stride = self.output_stride or default_output_stride(self.model)
-        return TrainConfig(**{**asdict(self), "lr": lr, "out": out, "output_stride": stride,
+        # One teacher is a name whether it came alone or as a list of one (the CLI's --teacher A).
+        teacher = self.teacher if self.teacher is None or isinstance(self.teacher, str) else [*self.teacher]
+        if isinstance(teacher, list) and len(teacher) <= 1:
+            teacher = teacher[0] if teacher else None
+        return TrainConfig(**{**asdict(self), "lr": lr, "out": out, "output_stride": stride, "teacher": teacher,
                               "aux_loss": self.aux_loss and head != "lraspp", "scale": tuple(self.scale)})
 
 
@@ -263,7 +268,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(self.cfg, s, self.steps_per_epoch * self.cfg.epochs))
         self.bf16 = c.bf16 if c.bf16 is not None else (c.device.startswith("cuda") or cpu_supports_bf16())
-        self.teacher = Teacher(c.teacher, self.classes, device=c.device, size=c.teacher_size) if c.teacher else None
+        self.teacher = (load_teacher(c.teacher, self.classes, device=c.device, size=c.teacher_size)
+                        if c.teacher else None)
         self.epoch = 0
         self.history: list[dict] = []
         self.best_miou = -1.0
