@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (4.5 hours on 2 cores: 35+36+26+87+86 min, five studies)
+    python -m scripts.ablation --train          # the runs (5 hours on 2 cores: 35+36+26+87+86+25 min, six studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Five studies, each a table of runs that differ in one ingredient:
+Six studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -45,6 +45,11 @@ how large its objects look against inference, where the whole photo is squared t
 
     python -m scripts.ablation --study framing --train    # 16-epoch runs, 18-24 minutes each on 2 cores
 
+``teachers``: the same recipe with blends, taught by mobilenet_v2-lraspp alone or by the mean class
+probabilities of the three MobileNetV2 files (``--set teacher=[...]``, ``garbseg.train.distill.TeacherEnsemble``).
+
+    python -m scripts.ablation --study teachers --train   # 19 and 25 minutes on 2 cores
+
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
 what matters.
@@ -70,6 +75,7 @@ PRETRAINED_TRUNK = "runs/pretrain/mobilenet_v3_large/trunk.pt"
 DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill/trunk.pt"
 GARBAGE_DISTILLED_TRUNK = "runs/pretrain/mobilenet_v3_large-distill-garbage/trunk.pt"
 ROUND2_LABELS = "runs/pseudo/trashnet-round2"
+MOBILENET_V2_FILES = ["mobilenet_v2-lraspp", "mobilenet_v2-deeplabv3", "mobilenet_v2-fcn"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,18 @@ STUDIES = {
          ("squared to 224 (the whole photo, as at inference)", "runs/r224", ("resize=224",))),
         against_first=True, recipe="distilled",
         models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
+    "teachers": Study(
+        "one teacher or three",
+        "The blends study's second run (the `distilled` recipe with blends, 16 epochs), taught by "
+        "mobilenet_v2-lraspp alone (val mIoU 0.728) or by the mean class probabilities of the three MobileNetV2 "
+        "files, each at its own input size (their ensemble's argmax scores 0.745, and MobileNetV2-DeepLabv3 is "
+        "the strongest on glass and metal, the students' weakest classes). The pseudo-labels were already made "
+        "by the three; this changes only the soft outputs the student matches.",
+        False, ("epochs=16", "distill_mixup=0.5"),
+        (("one teacher: mobilenet_v2-lraspp", "runs/fcn-trunk-mixup", ("teacher=mobilenet_v2-lraspp",)),
+         ("the mean of the three MobileNetV2 files", "runs/ens-teacher",
+          (f"teacher={json.dumps(MOBILENET_V2_FILES)}",))),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 

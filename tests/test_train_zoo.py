@@ -127,6 +127,23 @@ def test_framing_study_changes_only_how_large_the_photo_is_squared_before_the_cr
     assert train_zoo.recipe(study.models[0], "distilled", {}).get("size", TrainConfig.size) == 224 <= min(sizes)
 
 
+def test_teachers_study_changes_only_who_teaches_and_its_teachers_ship():
+    from scripts import ablation
+
+    study, blends = ablation.STUDIES["teachers"], ablation.STUDIES["blends"]
+    assert study.rows[0][1] == blends.rows[1][1]  # the blends study's blended run, taught by one file
+    teachers = []
+    for _, runs, overrides in study.rows:
+        sets = set_overrides(ablation.train_command(study.models[0], None, runs, [*study.common, *overrides],
+                                                    study.recipe))
+        value = sets.pop("teacher")
+        teachers.append(value if not value.startswith("[") else json.loads(value))  # as train_zoo reads --set
+        assert sets == {"epochs": "16", "distill_mixup": "0.5"}
+    assert teachers[0] == train_zoo.recipe(study.models[0], "distilled", {})["teacher"]
+    assert sorted(teachers[1]) == sorted(name for name in list_models() if name.startswith("mobilenet_v2-"))
+    assert all((checkpoint_dir() / f"{name}.safetensors").is_file() for name in teachers[1])
+
+
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
     from scripts import ablation
 
