@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (5 hours on 2 cores: 35+36+26+87+86+25 min, six studies)
+    python -m scripts.ablation --train          # the runs (5.5 hours on 2 cores, all seven studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Six studies, each a table of runs that differ in one ingredient:
+Seven studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -49,6 +49,11 @@ how large its objects look against inference, where the whole photo is squared t
 probabilities of the three MobileNetV2 files (``--set teacher=[...]``, ``garbseg.train.distill.TeacherEnsemble``).
 
     python -m scripts.ablation --study teachers --train   # 19 and 25 minutes on 2 cores
+
+``distillation-strength``: the same recipe with blends, its distillation loss at temperature 2, or
+weighted 3 times against the cross-entropy.
+
+    python -m scripts.ablation --study distillation-strength --train   # 16-epoch runs, about 19 minutes each
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -170,6 +175,19 @@ STUDIES = {
          ("the mean of the three MobileNetV2 files", "runs/ens-teacher",
           (f"teacher={json.dumps(MOBILENET_V2_FILES)}",))),
         recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
+    "distillation-strength": Study(
+        "how hard the teacher teaches",
+        "The blends study's second run (the `distilled` recipe with blends, 16 epochs, mobilenet_v2-lraspp "
+        "teaching), its distillation loss changed: softened at temperature 2 (Hinton et al. 2015: the teacher's "
+        "small probabilities, which classes it finds alike, weigh more; the loss is scaled by T^2 so its "
+        "gradients keep their size), or weighted 3 times against the labels' cross-entropy, so the student "
+        "matches the teacher's answers more than the hard labels. Each change is against the first row.",
+        False, ("epochs=16", "distill_mixup=0.5"),
+        (("temperature 1, weight 1 (the recipe)", "runs/fcn-trunk-mixup",
+          ("distill_temperature=1", "distill_weight=1")),
+         ("temperature 2", "runs/kd-t2", ("distill_temperature=2", "distill_weight=1")),
+         ("weight 3", "runs/kd-w3", ("distill_temperature=1", "distill_weight=3"))),
+        against_first=True, recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 

@@ -144,6 +144,22 @@ def test_teachers_study_changes_only_who_teaches_and_its_teachers_ship():
     assert all((checkpoint_dir() / f"{name}.safetensors").is_file() for name in teachers[1])
 
 
+def test_distillation_strength_study_changes_one_term_of_the_loss_per_row():
+    from scripts import ablation
+
+    study = ablation.STUDIES["distillation-strength"]
+    assert study.rows[0][1] == ablation.STUDIES["blends"].rows[1][1] and study.against_first
+    planned = []
+    for _, runs, overrides in study.rows:
+        sets = set_overrides(ablation.train_command(study.models[0], None, runs, [*study.common, *overrides],
+                                                    study.recipe))
+        planned.append((float(sets.pop("distill_temperature")), float(sets.pop("distill_weight"))))
+        assert sets == {"epochs": "16", "distill_mixup": "0.5"}
+    # The first row is what the recipe runs; each other row moves one of the two from it.
+    cfg = TrainConfig(model=study.models[0], data="-", **train_zoo.recipe(study.models[0], "distilled", {}))
+    assert planned == [(cfg.distill_temperature, cfg.distill_weight), (2.0, 1.0), (1.0, 3.0)]
+
+
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
     from scripts import ablation
 
