@@ -24,6 +24,15 @@ def set_overrides(command: list[str]) -> dict[str, str]:
     return dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--set")
 
 
+def study_row_overrides(study) -> list[dict[str, str]]:
+    """Per row of an ablation study, the --set pairs of its train_zoo command for the study's first model."""
+    from scripts import ablation
+
+    return [set_overrides(ablation.train_command(study.models[0], None, runs, [*study.common, *overrides],
+                                                 study.recipe))
+            for _, runs, overrides in study.rows]
+
+
 def test_every_model_has_a_recipe_in_every_set():
     for recipes in (train_zoo.CPU_RECIPES, train_zoo.GPU_RECIPES, train_zoo.TRASHNET_RECIPES):
         assert sorted(recipes) == sorted(list_models())
@@ -117,9 +126,7 @@ def test_framing_study_changes_only_how_large_the_photo_is_squared_before_the_cr
     # Its first row is the blends study's blended run: one run, two tables.
     assert study.rows[0][1] == blends.rows[1][1]
     sizes = []
-    for _, runs, overrides in study.rows:
-        command = ablation.train_command(study.models[0], None, runs, [*study.common, *overrides], study.recipe)
-        sets = set_overrides(command)
+    for sets in study_row_overrides(study):
         sizes.append(int(sets.pop("resize")))
         assert sets == {"epochs": "16", "distill_mixup": "0.5"}  # the blended 16-epoch run, whatever the recipe
     assert sizes == [384, 288, 224]
@@ -133,9 +140,7 @@ def test_teachers_study_changes_only_who_teaches_and_its_teachers_ship():
     study, blends = ablation.STUDIES["teachers"], ablation.STUDIES["blends"]
     assert study.rows[0][1] == blends.rows[1][1]  # the blends study's blended run, taught by one file
     teachers = []
-    for _, runs, overrides in study.rows:
-        sets = set_overrides(ablation.train_command(study.models[0], None, runs, [*study.common, *overrides],
-                                                    study.recipe))
+    for sets in study_row_overrides(study):
         value = sets.pop("teacher")
         teachers.append(value if not value.startswith("[") else json.loads(value))  # as train_zoo reads --set
         assert sets == {"epochs": "16", "distill_mixup": "0.5"}
@@ -150,9 +155,7 @@ def test_distillation_strength_study_changes_one_term_of_the_loss_per_row():
     study = ablation.STUDIES["distillation-strength"]
     assert study.rows[0][1] == ablation.STUDIES["blends"].rows[1][1] and study.against_first
     planned = []
-    for _, runs, overrides in study.rows:
-        sets = set_overrides(ablation.train_command(study.models[0], None, runs, [*study.common, *overrides],
-                                                    study.recipe))
+    for sets in study_row_overrides(study):
         planned.append((float(sets.pop("distill_temperature")), float(sets.pop("distill_weight"))))
         assert sets == {"epochs": "16", "distill_mixup": "0.5"}
     # The first row is what the recipe runs; each other row moves one of the two from it.
