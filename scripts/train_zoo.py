@@ -155,6 +155,14 @@ RECIPE_SETS = {"cpu": (COMMON, CPU_RECIPES), "gpu": (GPU_COMMON, GPU_RECIPES),
 RECIPES = CPU_RECIPES  # the model list, in training order
 
 
+def set_value(text: str):
+    """A --set VALUE as the recipe takes it: JSON (numbers, null, lists), else the bare string (schedule=poly)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -240,10 +248,7 @@ def main() -> None:
         key, sep, value = item.partition("=")
         if not sep or key not in TrainConfig.__dataclass_fields__:
             parser.error(f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value  # a bare string, e.g. --set schedule=poly
+        overrides[key] = set_value(value)
     unknown = [name for name in args.models if name not in RECIPE_SETS[recipe_set][1]]
     if unknown and not args.rescore:
         parser.error(f"the {recipe_set} recipe set has no recipe for {', '.join(unknown)} "

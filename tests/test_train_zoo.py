@@ -141,8 +141,7 @@ def test_teachers_study_changes_only_who_teaches_and_its_teachers_ship():
     assert study.rows[0][1] == blends.rows[1][1]  # the blends study's blended run, taught by one file
     teachers = []
     for sets in study_row_overrides(study):
-        value = sets.pop("teacher")
-        teachers.append(value if not value.startswith("[") else json.loads(value))  # as train_zoo reads --set
+        teachers.append(train_zoo.set_value(sets.pop("teacher")))
         assert sets == {"epochs": "16", "distill_mixup": "0.5"}
     assert teachers[0] == train_zoo.recipe(study.models[0], "distilled", {})["teacher"]
     assert sorted(teachers[1]) == sorted(name for name in list_models() if name.startswith("mobilenet_v2-"))

@@ -135,9 +135,10 @@ class TrainConfig:
         out = self.out or str(Path("runs") / self.model)
         stride = self.output_stride or default_output_stride(self.model)
         # One teacher is a name whether it came alone or as a list of one (the CLI's --teacher A).
-        teacher = self.teacher if self.teacher is None or isinstance(self.teacher, str) else [*self.teacher]
-        if isinstance(teacher, list) and len(teacher) <= 1:
-            teacher = teacher[0] if teacher else None
+        teacher = self.teacher
+        if teacher is not None and not isinstance(teacher, str):
+            teacher = [*teacher]
+            teacher = teacher[0] if len(teacher) == 1 else teacher or None
         return TrainConfig(**{**asdict(self), "lr": lr, "out": out, "output_stride": stride, "teacher": teacher,
                               "aux_loss": self.aux_loss and head != "lraspp", "scale": tuple(self.scale)})
 
