@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep batch norm in eval mode while training (fixed statistics, as the paper fine-tuned; "
                         "under torchrun, N processes then train exactly as one with the same global batch)")
     p.add_argument("--label-smoothing", dest="label_smoothing", type=FRACTION, help="cross-entropy label smoothing")
+    p.add_argument("--lovasz-weight", dest="lovasz_weight", type=NON_NEGATIVE_FLOAT,
+                   help="weight of the Lovász-softmax loss, a surrogate of 1 - IoU per class, next to "
+                        "cross-entropy (default 0: none)")
     p.add_argument("--ema-decay", dest="ema_decay", type=FRACTION,
                    help="validate and save a moving average of the weights with this per-step decay "
                         "(e.g. 0.998; default: off, the raw weights)")

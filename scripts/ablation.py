@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (5.5 hours on 2 cores, all seven studies)
+    python -m scripts.ablation --train          # the runs (6.5 hours on 2 cores, all eight studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Seven studies, each a table of runs that differ in one ingredient:
+Eight studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -54,6 +54,11 @@ probabilities of the three MobileNetV2 files (``--set teacher=[...]``, ``garbseg
 weighted 3 times against the cross-entropy.
 
     python -m scripts.ablation --study distillation-strength --train   # 16-epoch runs, about 19 minutes each
+
+``lovasz``: the same recipe with blends, the Lovász-softmax loss (a surrogate of each class's 1 - IoU,
+``garbseg.train.lovasz``) added to cross-entropy at weight 1, on both heads that start from FCN's trunk.
+
+    python -m scripts.ablation --study lovasz --train     # 16-epoch runs, 20-25 minutes each
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -188,6 +193,16 @@ STUDIES = {
          ("temperature 2", "runs/kd-t2", ("distill_temperature=2", "distill_weight=1")),
          ("weight 3", "runs/kd-w3", ("distill_temperature=1", "distill_weight=3"))),
         against_first=True, recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
+    "lovasz": Study(
+        "a loss that follows IoU",
+        "The blends study's second run (the `distilled` recipe with blends, 16 epochs), with the Lovász-softmax "
+        "loss (Berman et al. 2018; `garbseg.train.lovasz`) added to the labels' cross-entropy at weight 1. "
+        "Cross-entropy counts every pixel alike, mIoU every class alike; the Lovász loss is a convex surrogate of "
+        "each labelled class's 1 - IoU over the batch, equal to it for a hard prediction.",
+        False, ("epochs=16", "distill_mixup=0.5"),
+        (("cross-entropy and distillation (the recipe)", "runs/fcn-trunk-mixup", ("lovasz_weight=0",)),
+         ("+ Lovász-softmax, weight 1", "runs/lovasz", ("lovasz_weight=1",))),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 

@@ -1,4 +1,5 @@
-"""The training ingredients of the TrashNet recipe: mixing a second set in, copy-paste, distillation."""
+"""The training ingredients of the TrashNet recipe: mixing a second set in, copy-paste, distillation, and the
+Lovász-softmax loss."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from garbseg.train import TrainConfig, Trainer, train
 from garbseg.train.copy_paste import copy_paste
 from garbseg.train.distill import (Teacher, TeacherEnsemble, blend_for_teacher, blend_neighbours, distillation_loss,
                                    load_teacher)
-from garbseg.train.loop import TrainError
+from garbseg.train.loop import TrainError, segmentation_loss
+from garbseg.train.lovasz import lovasz_softmax_loss
 from garbseg.train.mixing import MixedTrainSet
 
 from conftest import make_yolo_set
@@ -68,6 +70,46 @@ def test_distillation_loss_is_zero_for_a_matching_student_and_grows_with_disagre
     # T^2 scaling keeps the size of the loss comparable across temperatures.
     assert distillation_loss(far, teacher, 2.0) == pytest.approx(
         4 * distillation_loss(far / 2, teacher / 2).item(), rel=1e-5)
+
+
+def hard_logits(prediction: torch.Tensor, classes: int) -> torch.Tensor:
+    """Logits whose softmax is (to float precision) the one-hot ``prediction``."""
+    return torch.nn.functional.one_hot(prediction, classes).permute(0, 3, 1, 2).float() * 100
+
+
+def test_lovasz_loss_of_a_hard_prediction_is_one_minus_iou_averaged_over_the_labelled_classes():
+    gen = torch.Generator().manual_seed(3)
+    target = torch.randint(0, 4, (2, 12, 12), generator=gen)  # class 4 never labelled
+    prediction = torch.randint(0, 5, (2, 12, 12), generator=gen)
+    target[0, :3] = IGNORE_INDEX  # ignored pixels count for nothing, whatever is predicted there
+    valid = target != IGNORE_INDEX
+    expected = []
+    for cls in range(4):
+        hit, truth = (prediction == cls) & valid, target == cls
+        expected.append(1 - (hit & truth).sum().item() / (hit | truth).sum().item())
+    loss = lovasz_softmax_loss(hard_logits(prediction, 5), target)
+    assert loss.item() == pytest.approx(sum(expected) / 4, abs=1e-4)
+    assert lovasz_softmax_loss(hard_logits(target.clamp(max=4), 5), target).item() == pytest.approx(0, abs=1e-4)
+
+
+def test_lovasz_loss_falls_along_its_gradient_and_is_zero_for_ignored_pixels_only():
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8))
+    before = lovasz_softmax_loss(logits, target)
+    before.backward()
+    after = lovasz_softmax_loss((logits - 0.5 * logits.grad).detach(), target)
+    assert after < before
+    ignored = lovasz_softmax_loss(logits, torch.full((2, 8, 8), IGNORE_INDEX))
+    assert ignored.item() == 0 and ignored.requires_grad
+
+
+def test_segmentation_loss_adds_the_weighted_lovasz_term_to_cross_entropy():
+    outputs = {"out": torch.randn(2, 3, 8, 8)}
+    target = torch.randint(0, 3, (2, 8, 8))
+    plain = segmentation_loss(outputs, target, aux_weight=0.5)
+    weighted = segmentation_loss(outputs, target, aux_weight=0.5, lovasz_weight=2.0)
+    assert weighted.item() == pytest.approx(plain.item() + 2 * lovasz_softmax_loss(outputs["out"], target).item(),
+                                            rel=1e-5)
 
 
 def test_mixup_blends_each_chosen_input_with_its_neighbour():
@@ -141,13 +183,13 @@ def test_a_run_with_extra_data_teacher_and_copy_paste_records_its_ingredients(ti
     cfg = TrainConfig(model="mobilenet_v3_large-lraspp", data=str(tiny_data), out=str(tmp_path / "mix"), epochs=2,
                       batch_size=4, size=64, resize=64, lr=1e-3, bf16=False, extra_data=str(extra_data),
                       extra_ratio=1.0, teacher=str(tiny_run), copy_paste=0.5, distill_mixup=0.25,
-                      augment_on_device=True)
+                      lovasz_weight=0.5, augment_on_device=True)
     trainer = train(cfg, progress=False, log=lambda s: None)
     assert trainer.steps_per_epoch == 4  # (8 train + 8 extra) / 4
     meta = read_metadata(tmp_path / "mix" / "best.safetensors")
     assert meta.data["extra_images"] == 20 and meta.data["extra_per_epoch"] == 8 and meta.data["train_images"] == 8
     assert meta.recipe["teacher"]["model"] == "mobilenet_v3_large-lraspp" and meta.recipe["copy_paste"] == 0.5
-    assert meta.recipe["distill_mixup"] == 0.25
+    assert meta.recipe["distill_mixup"] == 0.25 and meta.recipe["lovasz_weight"] == 0.5
     assert meta.recipe["teacher"]["val_miou"] == pytest.approx(read_metadata(tiny_run / "best.safetensors").metrics["miou"])
     assert meta.data["extra_name"].endswith("/train")
     assert all(h["loss"] > 0 for h in trainer.history)

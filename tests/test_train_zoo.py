@@ -162,6 +162,20 @@ def test_distillation_strength_study_changes_one_term_of_the_loss_per_row():
     assert planned == [(cfg.distill_temperature, cfg.distill_weight), (2.0, 1.0), (1.0, 3.0)]
 
 
+def test_lovasz_study_adds_only_the_lovasz_loss_to_the_blended_run_on_both_heads():
+    from scripts import ablation
+
+    study, blends = ablation.STUDIES["lovasz"], ablation.STUDIES["blends"]
+    assert study.rows[0][1] == blends.rows[1][1] and study.models == blends.models and study.recipe == "distilled"
+    weights = []
+    for sets in study_row_overrides(study):
+        weights.append(float(sets.pop("lovasz_weight")))
+        assert sets == {"epochs": "16", "distill_mixup": "0.5"}
+    assert weights == [0.0, 1.0]
+    # Its first row trained before the loss existed: the weight it names must be what those runs did.
+    assert TrainConfig.lovasz_weight == 0.0
+
+
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
     from scripts import ablation
 

@@ -43,6 +43,7 @@ from ..models.backbone_init import initialise_backbone
 from .copy_paste import copy_paste
 from .device_augment import AugmentParams, DeviceTrainSet
 from .distill import blend_for_teacher, distillation_loss, load_teacher
+from .lovasz import lovasz_softmax_loss
 from .mixing import MixedTrainSet
 from .weight_average import WeightEMA
 
@@ -79,6 +80,9 @@ class TrainConfig:
     aux_loss: bool = True  # auxiliary FCN head on DeepLabv3/FCN (torchvision's weight 0.5)
     aux_weight: float = 0.5
     label_smoothing: float = 0.0
+    # Weight of the Lovász-softmax loss (garbseg.train.lovasz), a surrogate of 1 - IoU per class, added
+    # to cross-entropy on the main output: mIoU counts a small class as much as the background.
+    lovasz_weight: float = 0.0
     # torchvision's MobileNetV3 sets BatchNorm momentum 0.01: in short from-scratch runs its running
     # statistics lag the weights so far that eval-mode predictions stayed all background for 8-9
     # epochs. 0.1 (PyTorch's default) on every BN layer; None keeps the architecture's own.
@@ -176,11 +180,13 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 
 def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
+                      label_smoothing: float = 0.0, lovasz_weight: float = 0.0) -> torch.Tensor:
     def ce(logits: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
     loss = ce(outputs["out"])
+    if lovasz_weight:
+        loss = loss + lovasz_weight * lovasz_softmax_loss(outputs["out"], target)
     if "aux" in outputs:
         loss = loss + aux_weight * ce(outputs["aux"])
     return loss
@@ -420,7 +426,7 @@ class Trainer:
             with torch.autocast(c.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
                 outputs = self.stepper(images)
                 soft = self.teacher.logits(images) if self.teacher else None
-            loss = segmentation_loss(outputs, masks, c.aux_weight, c.label_smoothing)
+            loss = segmentation_loss(outputs, masks, c.aux_weight, c.label_smoothing, c.lovasz_weight)
             if soft is not None:
                 loss = loss + c.distill_weight * distillation_loss(outputs["out"], soft, c.distill_temperature)
             self.optimizer.zero_grad(set_to_none=True)
