@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (6.5 hours on 2 cores, all eight studies)
+    python -m scripts.ablation --train          # the runs (7 hours on 2 cores, all ten studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Eight studies, each a table of runs that differ in one ingredient:
+Ten studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -59,6 +59,13 @@ weighted 3 times against the cross-entropy.
 ``garbseg.train.lovasz``) added to cross-entropy at weight 1, on both heads that start from FCN's trunk.
 
     python -m scripts.ablation --study lovasz --train     # 16-epoch runs, 20-25 minutes each
+
+``seeds``: the blended run of the ``distilled`` recipe twice, at seed 0 and seed 1 (the head's starting
+weights, the order of the photos, every augmentation): how far apart two runs of one recipe land, the
+yardstick for every other study's change. ``lovasz-seed-1`` repeats the ``lovasz`` study's LR-ASPP pair at seed 1.
+
+    python -m scripts.ablation --study seeds --train      # 16-epoch runs, about 20 minutes each
+    python -m scripts.ablation --study lovasz-seed-1 --train
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -203,6 +210,24 @@ STUDIES = {
         (("cross-entropy and distillation (the recipe)", "runs/fcn-trunk-mixup", ("lovasz_weight=0",)),
          ("+ Lovász-softmax, weight 1", "runs/lovasz", ("lovasz_weight=1",))),
         recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
+    "seeds": Study(
+        "the same run, another seed",
+        "The blends study's second run (the `distilled` recipe with blends, 16 epochs) again with seed 1 instead "
+        "of 0: another start for the new head, another order of the photos, other augmentations, blends and "
+        "pastes; nothing else differs. The change between the two is what chance alone moves a 16-epoch run, "
+        "the yardstick for every other study's change.",
+        False, ("epochs=16", "distill_mixup=0.5", "lovasz_weight=0"),
+        (("seed 0 (the recipe)", "runs/fcn-trunk-mixup", ("seed=0",)),
+         ("seed 1", "runs/seed1", ("seed=1",))),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
+    "lovasz-seed-1": Study(
+        "a loss that follows IoU, at seed 1",
+        "The `lovasz` study's LR-ASPP pair again at seed 1: the blended 16-epoch run of the `distilled` "
+        "recipe without and with the Lovász-softmax loss at weight 1.",
+        False, ("epochs=16", "distill_mixup=0.5", "seed=1"),
+        (("cross-entropy and distillation (the recipe), seed 1", "runs/seed1", ("lovasz_weight=0",)),
+         ("+ Lovász-softmax, weight 1, seed 1", "runs/lovasz-seed1", ("lovasz_weight=1",))),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 

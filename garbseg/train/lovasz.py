@@ -31,7 +31,7 @@ def jaccard_weights(sorted_foreground: torch.Tensor) -> torch.Tensor:
 
 
 def lovasz_softmax_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Mean Lovász hinge of 1 - IoU over the classes present in ``target`` (``N x C x H x W`` logits,
+    """Mean Lovász extension of 1 - IoU over the classes present in ``target`` (``N x C x H x W`` logits,
     ``N x H x W`` labels), computed over the whole batch's pixels as one set. Zero without labelled pixels."""
     probs = logits.float().softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
     labels = target.reshape(-1)
