@@ -188,7 +188,7 @@ def test_seed_studies_change_only_the_seed_or_only_the_lovasz_loss_at_the_other_
     planned = study_row_overrides(again)
     assert [sets.pop("lovasz_weight") for sets in planned] == ["0", "1"]
     assert planned[0] == planned[1] == {"epochs": "16", "distill_mixup": "0.5", "seed": "1"}
-    assert TrainConfig.seed == 0
+    assert TrainConfig.seed == 0  # the blended run set no seed: the default is the seed 0 its row names
 
 
 def test_last_epochs_miou_averages_the_training_logs_last_scores(tmp_path):
