@@ -61,10 +61,11 @@ weighted 3 times against the cross-entropy.
     python -m scripts.ablation --study lovasz --train     # 16-epoch runs, 20-25 minutes each
 
 ``seeds``: the blended run of the ``distilled`` recipe twice, at seed 0 and seed 1 (the head's starting
-weights, the order of the photos, every augmentation): how far apart two runs of one recipe land, the
-yardstick for every other study's change. ``lovasz-seed-1`` repeats the ``lovasz`` study's LR-ASPP pair at seed 1.
+weights, the order of the photos, every augmentation), on both heads: how far apart two runs of one
+recipe land, the yardstick for every other study's change. ``lovasz-seed-1`` repeats the ``lovasz``
+study's pairs at seed 1.
 
-    python -m scripts.ablation --study seeds --train      # 16-epoch runs, about 20 minutes each
+    python -m scripts.ablation --study seeds --train      # 16-epoch runs, 20-25 minutes each
     python -m scripts.ablation --study lovasz-seed-1 --train
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
@@ -219,15 +220,15 @@ STUDIES = {
         False, ("epochs=16", "distill_mixup=0.5", "lovasz_weight=0"),
         (("seed 0 (the recipe)", "runs/fcn-trunk-mixup", ("seed=0",)),
          ("seed 1", "runs/seed1", ("seed=1",))),
-        recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
     "lovasz-seed-1": Study(
         "a loss that follows IoU, at seed 1",
-        "The `lovasz` study's LR-ASPP pair again at seed 1: the blended 16-epoch run of the `distilled` "
+        "The `lovasz` study's pairs again at seed 1: the blended 16-epoch run of the `distilled` "
         "recipe without and with the Lovász-softmax loss at weight 1.",
         False, ("epochs=16", "distill_mixup=0.5", "seed=1"),
         (("cross-entropy and distillation (the recipe), seed 1", "runs/seed1", ("lovasz_weight=0",)),
          ("+ Lovász-softmax, weight 1, seed 1", "runs/lovasz-seed1", ("lovasz_weight=1",))),
-        recipe="distilled", models=("mobilenet_v3_large-lraspp",)),
+        recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 
