@@ -1,9 +1,9 @@
 """What each ingredient of the TrashNet recipe adds: train one model several times, one change each.
 
-    python -m scripts.ablation --train          # the runs (7 hours on 2 cores, all ten studies)
+    python -m scripts.ablation --train          # the runs (8 hours on 2 cores, all eleven studies)
     python -m scripts.ablation                  # score them -> checkpoints/ablation.json (the model card's tables)
 
-Ten studies, each a table of runs that differ in one ingredient:
+Eleven studies, each a table of runs that differ in one ingredient:
 
 ``continuation``: every run continues the same start file for the same number of epochs with the
 ``trashnet`` recipe of ``scripts/train_zoo.py``: garbage-seg only (the control: what more epochs
@@ -62,11 +62,11 @@ weighted 3 times against the cross-entropy.
 
 ``seeds``: the blended run of the ``distilled`` recipe twice, at seed 0 and seed 1 (the head's starting
 weights, the order of the photos, every augmentation), on both heads: how far apart two runs of one
-recipe land, the yardstick for every other study's change. ``lovasz-seed-1`` repeats the ``lovasz``
-study's pairs at seed 1.
+recipe land, the yardstick for every other study's change (seed 2 for LR-ASPP only). ``lovasz-seed-1``
+and ``lovasz-seed-2`` repeat the ``lovasz`` study's pairs at those seeds (seed 2: LR-ASPP only).
 
     python -m scripts.ablation --study seeds --train      # 16-epoch runs, 20-25 minutes each
-    python -m scripts.ablation --study lovasz-seed-1 --train
+    python -m scripts.ablation --study lovasz-seed-1 --study lovasz-seed-2 --train
 
 Scores are ``garbseg eval`` on the val split (one confusion matrix over all 60 photos, 95%
 bootstrap interval over photos); the runs score the same photos, so the change between rows is
@@ -106,6 +106,18 @@ class Study:
     against_first: bool = False  # each row's change is against the first row, not the row above
     recipe: str = "trashnet"  # the recipe set of scripts/train_zoo.py every row runs
     models: tuple[str, ...] = ()  # the rows run for each of these models; none: the --model one
+
+
+def lovasz_at_seed(seed: int, models: tuple[str, ...]) -> Study:
+    """The ``lovasz`` study's pair again at another seed: the ``seeds`` study's run at that seed, then with the loss."""
+    return Study(
+        f"a loss that follows IoU, at seed {seed}",
+        f"The `lovasz` study's pairs again at seed {seed}: the blended 16-epoch run of the `distilled` "
+        "recipe without and with the Lovász-softmax loss at weight 1.",
+        False, ("epochs=16", "distill_mixup=0.5", f"seed={seed}"),
+        ((f"cross-entropy and distillation (the recipe), seed {seed}", f"runs/seed{seed}", ("lovasz_weight=0",)),
+         (f"+ Lovász-softmax, weight 1, seed {seed}", f"runs/lovasz-seed{seed}", ("lovasz_weight=1",))),
+        recipe="distilled", models=models)
 
 
 STUDIES = {
@@ -213,22 +225,18 @@ STUDIES = {
         recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
     "seeds": Study(
         "the same run, another seed",
-        "The blends study's second run (the `distilled` recipe with blends, 16 epochs) again with seed 1 instead "
-        "of 0: another start for the new head, another order of the photos, other augmentations, blends and "
-        "pastes; nothing else differs. The change between the two is what chance alone moves a 16-epoch run, "
-        "the yardstick for every other study's change.",
+        "The blends study's second run (the `distilled` recipe with blends, 16 epochs) again with seed 1 (and, "
+        "for LR-ASPP, seed 2) instead of 0: another start for the new head, another order of the photos, other "
+        "augmentations, blends and pastes; nothing else differs. The change against seed 0 is what chance alone "
+        "moves a 16-epoch run, the yardstick for every other study's change.",
         False, ("epochs=16", "distill_mixup=0.5", "lovasz_weight=0"),
         (("seed 0 (the recipe)", "runs/fcn-trunk-mixup", ("seed=0",)),
-         ("seed 1", "runs/seed1", ("seed=1",))),
-        recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
-    "lovasz-seed-1": Study(
-        "a loss that follows IoU, at seed 1",
-        "The `lovasz` study's pairs again at seed 1: the blended 16-epoch run of the `distilled` "
-        "recipe without and with the Lovász-softmax loss at weight 1.",
-        False, ("epochs=16", "distill_mixup=0.5", "seed=1"),
-        (("cross-entropy and distillation (the recipe), seed 1", "runs/seed1", ("lovasz_weight=0",)),
-         ("+ Lovász-softmax, weight 1, seed 1", "runs/lovasz-seed1", ("lovasz_weight=1",))),
-        recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
+         ("seed 1", "runs/seed1", ("seed=1",)),
+         ("seed 2", "runs/seed2", ("seed=2",))),
+        against_first=True, recipe="distilled",
+        models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
+    "lovasz-seed-1": lovasz_at_seed(1, ("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
+    "lovasz-seed-2": lovasz_at_seed(2, ("mobilenet_v3_large-lraspp",)),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 

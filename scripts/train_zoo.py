@@ -141,10 +141,10 @@ SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # 16-epoch runs 0.004-0.012 higher, but not a 32-epoch LR-ASPP run (0.566 against 0.564): 384 stays.
 # The Lovász-softmax loss beside cross-entropy (lovasz_weight=1, the ablation's "lovasz" study) lifted
 # LR-ASPP's 16-epoch run (last six 0.585 against 0.567), lowered DeepLabv3's (0.550 against 0.564) and left
-# LR-ASPP's 32-epoch run where it was (0.562 against 0.564): not in the recipe. At seed 1 it lifted both
-# 16-epoch runs (LR-ASPP 0.584 against 0.563, DeepLabv3 0.546 against 0.532), but DeepLabv3's two seeds
-# without it ended 0.032 apart, so only LR-ASPP's +0.02 (twice) reads as a likely gain; none of its epochs
-# beat the shipped file's 0.626.
+# LR-ASPP's 32-epoch run where it was (0.562 against 0.564): not in the recipe. Over five 16-epoch pairs
+# (LR-ASPP seeds 0-2, DeepLabv3 seeds 0-1) it changed the last six epochs by +0.018, +0.021, -0.003, -0.014,
+# +0.015, while the seed alone moved the recipe's runs by up to 0.038: no gain told apart from chance, and
+# none of its epochs beat the shipped file's 0.626.
 _FROM_SEGMENTING_TRUNK = {"epochs": 32, "backbone_init": SEGMENTING_TRUNK, "backbone_lr_scale": 0.3,
                           "distill_mixup": 0.5}
 _DISTILLED_MODEL = {

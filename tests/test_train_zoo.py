@@ -176,18 +176,20 @@ def test_lovasz_study_adds_only_the_lovasz_loss_to_the_blended_run_on_both_heads
     assert TrainConfig.lovasz_weight == 0.0
 
 
-def test_seed_studies_change_only_the_seed_or_only_the_lovasz_loss_at_the_other_seed():
+def test_seed_studies_change_only_the_seed_or_only_the_lovasz_loss_at_the_other_seeds():
     from scripts import ablation
 
-    seeds, again = ablation.STUDIES["seeds"], ablation.STUDIES["lovasz-seed-1"]
+    seeds = ablation.STUDIES["seeds"]
     assert seeds.rows[0][1] == ablation.STUDIES["blends"].rows[1][1]  # seed 0 is the blended run itself
-    assert again.rows[0][1] == seeds.rows[1][1]  # and seed 1's run opens the Lovász pair at seed 1
     planned = study_row_overrides(seeds)
-    assert [sets.pop("seed") for sets in planned] == ["0", "1"]
-    assert planned[0] == planned[1] == {"epochs": "16", "distill_mixup": "0.5", "lovasz_weight": "0"}
-    planned = study_row_overrides(again)
-    assert [sets.pop("lovasz_weight") for sets in planned] == ["0", "1"]
-    assert planned[0] == planned[1] == {"epochs": "16", "distill_mixup": "0.5", "seed": "1"}
+    assert [sets.pop("seed") for sets in planned] == ["0", "1", "2"]
+    assert planned[0] == planned[1] == planned[2] == {"epochs": "16", "distill_mixup": "0.5", "lovasz_weight": "0"}
+    for seed in (1, 2):
+        again = ablation.STUDIES[f"lovasz-seed-{seed}"]
+        assert again.rows[0][1] == seeds.rows[seed][1]  # that seed's run opens the Lovász pair at that seed
+        planned = study_row_overrides(again)
+        assert [sets.pop("lovasz_weight") for sets in planned] == ["0", "1"]
+        assert planned[0] == planned[1] == {"epochs": "16", "distill_mixup": "0.5", "seed": str(seed)}
     assert TrainConfig.seed == 0  # the blended run set no seed: the default is the seed 0 its row names
 
 
