@@ -60,10 +60,10 @@ weighted 3 times against the cross-entropy.
 
     python -m scripts.ablation --study lovasz --train     # 16-epoch runs, 20-25 minutes each
 
-``seeds``: the blended run of the ``distilled`` recipe twice, at seed 0 and seed 1 (the head's starting
-weights, the order of the photos, every augmentation), on both heads: how far apart two runs of one
-recipe land, the yardstick for every other study's change (seed 2 for LR-ASPP only). ``lovasz-seed-1``
-and ``lovasz-seed-2`` repeat the ``lovasz`` study's pairs at those seeds (seed 2: LR-ASPP only).
+``seeds``: the blended run of the ``distilled`` recipe at seeds 0 and 1 on both heads, and at seed 2 on
+LR-ASPP (the head's starting weights, the order of the photos, every augmentation): how far apart runs
+of one recipe land, the yardstick for every other study's change. ``lovasz-seed-1`` and
+``lovasz-seed-2`` repeat the ``lovasz`` study's pairs at those seeds.
 
     python -m scripts.ablation --study seeds --train      # 16-epoch runs, 20-25 minutes each
     python -m scripts.ablation --study lovasz-seed-1 --study lovasz-seed-2 --train

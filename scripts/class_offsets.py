@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     zero = np.zeros_like(offsets)
     print(f"{predictor.loaded.name}: offsets fitted on {args.fit_split} "
           + ", ".join(f"{name} {value:+.1f}" for name, value in zip(predictor.classes, offsets)))
-    print(f"  {args.fit_split} mIoU (every {FIT_STRIDE}nd pixel of the logits) "
+    print(f"  {args.fit_split} mIoU (logits thinned {FIT_STRIDE}x{FIT_STRIDE}) "
           f"{miou_with(fit_logits, fit_labels, zero):.4f} -> {miou_with(fit_logits, fit_labels, offsets):.4f}")
     print(f"  {args.test_split} mIoU {before['miou']:.4f} -> {after['miou']:.4f} "
           f"(95% CI {after['miou_ci95'][0]:.3f}-{after['miou_ci95'][1]:.3f})")
