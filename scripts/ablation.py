@@ -61,9 +61,10 @@ weighted 3 times against the cross-entropy.
     python -m scripts.ablation --study lovasz --train     # 16-epoch runs, 20-25 minutes each
 
 ``seeds``: the blended run of the ``distilled`` recipe at seeds 0 and 1 on both heads, and at seed 2 on
-LR-ASPP (the head's starting weights, the order of the photos, every augmentation): how far apart runs
-of one recipe land, the yardstick for every other study's change. ``lovasz-seed-1`` and
-``lovasz-seed-2`` repeat the ``lovasz`` study's pairs at those seeds.
+LR-ASPP (the head's starting weights, the order of the photos, every augmentation; DeepLabv3's seed-2
+row has not been run, and ``--train`` would run it): how far apart runs of one recipe land, the
+yardstick for every other study's change. ``lovasz-seed-1`` and ``lovasz-seed-2`` repeat the ``lovasz``
+study's pairs at those seeds.
 
     python -m scripts.ablation --study seeds --train      # 16-epoch runs, 20-25 minutes each
     python -m scripts.ablation --study lovasz-seed-1 --study lovasz-seed-2 --train
