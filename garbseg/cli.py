@@ -128,7 +128,7 @@ def _open_data(path, split, skip_broken=False):
 
 def cmd_eval(args) -> None:
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
-                                          threads=args.threads)
+                                          threads=args.threads, flip=args.flip)
     dataset = _open_data(args.data, args.split, args.skip_broken)
     distributed.init_from_env()  # under torchrun each rank scores its share; the matrices are summed
     try:
@@ -147,6 +147,7 @@ def cmd_eval(args) -> None:
     metrics["resolved_runtime"] = predictor.resolved_runtime
     metrics["checkpoint"] = str(predictor.loaded.path)
     metrics["size"] = predictor.size
+    metrics["flip"] = predictor.flip
     metrics.pop("image_confusions")
     if args.per_image:
         _write_per_image(metrics["per_image"], Path(args.per_image))
@@ -155,7 +156,7 @@ def cmd_eval(args) -> None:
         return
     low, high = metrics["miou_ci95"] or (float("nan"), float("nan"))
     print(f"{metrics['model']} on {metrics['dataset']} ({metrics['num_images']} images at {metrics['size']} px, "
-          f"runtime {metrics['resolved_runtime']})")
+          f"runtime {metrics['resolved_runtime']}{', flip-averaged' if predictor.flip else ''})")
     print(f"mIoU {metrics['miou']:.4f} (95% CI {low:.4f}-{high:.4f}, bootstrap over images)  "
           f"pixel accuracy {metrics['pixel_accuracy']:.4f}  "
           f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}")
@@ -398,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out unreadable images or labels with a warning instead of stopping")
     p.add_argument("--runtime", default="torch", help=runtime_help + " (default torch: the reference scores "
                    "recorded in checkpoints; other runtimes show their own accuracy)")
+    p.add_argument("--flip", action="store_true",
+                   help="test-time flip averaging: average the class probabilities of each photo and its mirror "
+                        "image (twice the inference work; the default, and the scores recorded in checkpoints, "
+                        "score the photo alone)")
     p.add_argument("--per-image", dest="per_image", metavar="FILE.csv",
                    help="also write one row per photo (image, miou, pixel_accuracy, truth_classes) to this CSV")
     p.add_argument("--json", action="store_true", help="print one JSON object (with miou_ci95: a 95%% bootstrap "

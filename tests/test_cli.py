@@ -67,6 +67,14 @@ def test_eval_reports_a_bootstrap_interval_and_one_score_per_photo(tiny_run, tin
     assert lines[0] == "image,miou,pixel_accuracy,truth_classes" and len(lines) == 1 + len(names)
 
 
+def test_eval_flip_scores_the_mirror_too_and_says_so(tiny_run, tiny_data):
+    plain = json.loads(run_cli("eval", "--checkpoint", tiny_run, "--data", tiny_data, "--json").stdout)
+    flipped = json.loads(run_cli("eval", "--checkpoint", tiny_run, "--data", tiny_data, "--json", "--flip").stdout)
+    assert (plain["flip"], flipped["flip"]) == (False, True)
+    assert flipped["num_images"] == plain["num_images"] and 0.0 <= flipped["miou"] <= 1.0
+    assert "flip-averaged" in run_cli("eval", "--checkpoint", tiny_run, "--data", tiny_data, "--flip").stdout
+
+
 def test_predict_writes_mask_and_overlay_on_auto_and_calibrates_only_when_asked(tiny_run, tiny_data, tmp_path):
     # The tiny set is the default data here, so its val labels fit the model and int8 could be checked.
     cache = tmp_path / "cache"

@@ -86,6 +86,18 @@ def test_fast_upsampling_matches_torch(height, width):
     assert (upsample_argmax(logits, height, width) == ref).mean() > 0.999
 
 
+def test_flip_averaging_averages_the_photo_and_its_mirror(loaded, val_images):
+    plain, flipped = Predictor(loaded, SIZE), Predictor(loaded, SIZE, flip=True)
+    batch = plain.preprocess(val_images)
+    mirror = batch.flip(-1)
+    expected = (plain.logits(batch).softmax(1) + plain.logits(mirror).softmax(1).flip(-1)) / 2
+    scores = flipped.logits(batch)
+    torch.testing.assert_close(scores.softmax(1), expected)
+    # The trained network is not mirror-symmetric; its flip average is, to the last bit.
+    assert not torch.equal(plain.logits(mirror).flip(-1), plain.logits(batch))
+    assert torch.equal(flipped.logits(mirror).flip(-1), scores)
+
+
 # --- parity of float runtimes ---------------------------------------------------------------------
 
 def test_torch_opt_agrees_with_eager(loaded, val_images, tiny_data):

@@ -53,6 +53,7 @@ class Predictor:
     log: object = None  # callable(str) for progress messages while a runtime is prepared
     calibrate: bool = True  # False: auto leaves out int8 runtimes not calibrated yet (interactive use)
     exclusive: object = None  # context manager factory held while a runtime exports (see BuildContext)
+    flip: bool = False  # test-time flip averaging: the photo and its mirror image, twice the work
 
     def __post_init__(self) -> None:
         self.loaded.model.eval()
@@ -87,6 +88,15 @@ class Predictor:
         return torch.from_numpy(np.stack(arrays))
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """``N x C x h x w`` scores; with ``flip``, the log of the class probabilities averaged over the
+        batch and its mirror image (log-probabilities, so argmax and softmax read them as logits)."""
+        if not self.flip:
+            return self._forward(batch)
+        with torch.inference_mode():
+            probs = self._forward(batch).float().softmax(1) + self._forward(batch.flip(-1)).float().softmax(1).flip(-1)
+            return (probs / 2).log()
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:
             return self.engine(batch)
         with torch.inference_mode():
