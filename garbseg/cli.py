@@ -29,6 +29,8 @@ from .train import TrainConfig, train
 DATA_HELP = ("labelled data: a YOLOv8-seg root with data.yaml, a split folder with images/ + labels/, "
              "an image+mask folder set, or a COCO JSON (default: $GARBSEG_DATA, else ../shared/data/garbage-seg "
              "beside the checkout, else the embedded sample set)")
+FLIP_HELP = ("test-time flip averaging: the class probabilities of each photo and of its mirror image, averaged, "
+             "at twice the network's work")
 
 
 class CLIError(GarbsegError):
@@ -184,9 +186,11 @@ def cmd_predict(args) -> None:
     distributed.init_from_env()  # under torchrun each rank takes its share of the photos
     main = distributed.is_main()
     predictor = Predictor.from_checkpoint(args.checkpoint, args.size, runtime=_one_runtime(args.runtime),
-                                          calibrate=args.calibrate, log=_stderr_log if main else None)
+                                          calibrate=args.calibrate, log=_stderr_log if main else None,
+                                          flip=args.flip)
     if main:
-        print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else ""))
+        print(f"runtime: {predictor.resolved_runtime}" + (" (chosen by auto)" if args.runtime == "auto" else "")
+              + (", each photo and its mirror image averaged" if predictor.flip else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -399,10 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out unreadable images or labels with a warning instead of stopping")
     p.add_argument("--runtime", default="torch", help=runtime_help + " (default torch: the reference scores "
                    "recorded in checkpoints; other runtimes show their own accuracy)")
-    p.add_argument("--flip", action="store_true",
-                   help="test-time flip averaging: average the class probabilities of each photo and its mirror "
-                        "image (twice the inference work; the default, and the scores recorded in checkpoints, "
-                        "score the photo alone)")
+    p.add_argument("--flip", action="store_true", help=FLIP_HELP + " (the scores recorded in checkpoints "
+                   "score the photo alone)")
     p.add_argument("--per-image", dest="per_image", metavar="FILE.csv",
                    help="also write one row per photo (image, miou, pixel_accuracy, truth_classes) to this CSV")
     p.add_argument("--json", action="store_true", help="print one JSON object (with miou_ci95: a 95%% bootstrap "
@@ -423,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=SIZE, help="input size (default: the checkpoint's)")
     p.add_argument("--alpha", type=FRACTION, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--flip", action="store_true", help=FLIP_HELP)
     p.add_argument("--runtime", default="auto", help=runtime_help + " (default auto; it considers int8 runtimes "
                    "only once they are calibrated, see --calibrate)")
     p.add_argument("--calibrate", action="store_true",

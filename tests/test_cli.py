@@ -96,6 +96,14 @@ def test_predict_writes_mask_and_overlay_on_auto_and_calibrates_only_when_asked(
     assert f"runtime: {json.loads(full.read_text())['runtime']} (chosen by auto)" in result.stdout
 
 
+def test_predict_flip_says_so_and_writes_the_masks(tiny_run, tiny_data, tmp_path):
+    # What flip averaging computes is tested on the predictor (test_runtimes); here, that predict uses it.
+    image = sorted((tiny_data / "val" / "images").iterdir())[0]
+    result = run_cli("predict", "--checkpoint", tiny_run, image, "--out", tmp_path, "--runtime", "torch", "--flip")
+    assert "runtime: torch, each photo and its mirror image averaged" in result.stdout
+    assert np.array(Image.open(tmp_path / f"{image.stem}_mask.png")).shape == (64, 64)
+
+
 def test_predict_reports_unreadable_images(tiny_run, tmp_path):
     bad = tmp_path / "not_an_image.jpg"
     bad.write_text("hello")
