@@ -8,7 +8,8 @@ is timed separately from the network so that benchmarks can report both.
 The network itself runs on a *runtime* (:mod:`garbseg.inference.runtimes`): ``torch`` (eager, the
 default here), ``torch-opt``, ``onnx``, ``openvino``, their int8 variants, or ``auto`` (the fastest
 one that agrees with eager on this machine). Pre- and post-processing
-(:mod:`garbseg.inference.processing`) are shared by all runtimes.
+(:mod:`garbseg.inference.processing`) are shared by all runtimes. ``flip=True`` averages each photo's
+class probabilities with its mirror image's (test-time flip averaging, off by default).
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ class Predictor:
         if not self.flip:
             return self._forward(batch)
         with torch.inference_mode():
-            probs = self._forward(batch).float().softmax(1) + self._forward(batch.flip(-1)).float().softmax(1).flip(-1)
-            return (probs / 2).log()
+            photo = self._forward(batch).float().softmax(1)
+            mirror = self._forward(batch.flip(-1)).float().softmax(1).flip(-1)
+            return ((photo + mirror) / 2).log()
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:
