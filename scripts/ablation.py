@@ -60,10 +60,9 @@ weighted 3 times against the cross-entropy.
 
     python -m scripts.ablation --study lovasz --train     # 16-epoch runs, 20-25 minutes each
 
-``seeds``: the blended run of the ``distilled`` recipe at seeds 0 and 1 on both heads, and at seed 2 on
-LR-ASPP (the head's starting weights, the order of the photos, every augmentation; DeepLabv3's seed-2
-row has not been run, and ``--train`` would run it): how far apart runs of one recipe land, the
-yardstick for every other study's change. ``lovasz-seed-1`` and ``lovasz-seed-2`` repeat the ``lovasz``
+``seeds``: the blended run of the ``distilled`` recipe at seeds 0, 1 and 2 on both heads (the head's
+starting weights, the order of the photos, every augmentation): how far apart runs of one recipe land,
+the yardstick for every other study's change. ``lovasz-seed-1`` and ``lovasz-seed-2`` repeat the ``lovasz``
 study's pairs at those seeds.
 
     python -m scripts.ablation --study seeds --train      # 16-epoch runs, 20-25 minutes each
@@ -226,8 +225,8 @@ STUDIES = {
         recipe="distilled", models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
     "seeds": Study(
         "the same run, another seed",
-        "The blends study's second run (the `distilled` recipe with blends, 16 epochs) again with seed 1 (and, "
-        "for LR-ASPP, seed 2) instead of 0: another start for the new head, another order of the photos, other "
+        "The blends study's second run (the `distilled` recipe with blends, 16 epochs) again with seeds 1 and 2 "
+        "instead of 0: another start for the new head, another order of the photos, other "
         "augmentations, blends and pastes; nothing else differs. The change against seed 0 is what chance alone "
         "moves a 16-epoch run, the yardstick for every other study's change.",
         False, ("epochs=16", "distill_mixup=0.5", "lovasz_weight=0"),
