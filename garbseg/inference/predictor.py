@@ -93,10 +93,14 @@ class Predictor:
         batch and its mirror image (log-probabilities, so argmax and softmax read them as logits)."""
         if not self.flip:
             return self._forward(batch)
+        return self.mirror_averaged_probabilities(batch).log()
+
+    def mirror_averaged_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """``N x C x h x w`` float class probabilities of the batch and of its mirror image, averaged."""
         with torch.inference_mode():
             photo = self._forward(batch).float().softmax(1)
             mirror = self._forward(batch.flip(-1)).float().softmax(1).flip(-1)
-            return ((photo + mirror) / 2).log()
+            return (photo + mirror) / 2
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:

@@ -40,16 +40,12 @@ class PseudoLabelError(GarbsegError):
 @torch.inference_mode()
 def ensemble_probabilities(teachers: Sequence[Predictor], image: Image.Image) -> np.ndarray:
     """``C x H x W`` class probabilities at the photo's size: every teacher, photo and mirror, averaged."""
-    height, width = image.height, image.width
     total = None
     for teacher in teachers:
-        for flip in (False, True):
-            shown = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else image
-            logits = teacher.logits(teacher.preprocess([shown])).float()
-            probs = F.interpolate(logits.softmax(1), size=(height, width), mode="bilinear", align_corners=False)[0]
-            probs = probs.flip(-1) if flip else probs
-            total = probs if total is None else total + probs
-    return (total / (2 * len(teachers))).numpy()
+        probs = teacher.mirror_averaged_probabilities(teacher.preprocess([image]))
+        probs = F.interpolate(probs, size=(image.height, image.width), mode="bilinear", align_corners=False)[0]
+        total = probs if total is None else total + probs
+    return (total / len(teachers)).numpy()
 
 
 def pseudo_mask(probabilities: np.ndarray, class_index: int, *, foreground: float = FOREGROUND,
