@@ -88,8 +88,8 @@ TRASHNET_COMMON = {**GPU_COMMON, "epochs": 8, "warmup_epochs": 1, "val_every": 1
                    "extra_data": PSEUDO_LABELLED, "extra_ratio": 1.0, "copy_paste": 0.5,
                    "teacher": "mobilenet_v2-lraspp", "distill_weight": 1.0}
 # A file that has converged (long GPU runs, many CPU ones) loses ground in the first epoch at 2e-4 or
-# more, whatever BatchNorm does (ResNet50-FCN: 0.465 -> 0.38 at 2e-4, 0.46 at 5e-5); the README's
-# continuations of such files pass a smaller lr with --set, recorded in each file's recipe.
+# more, whatever BatchNorm does (ResNet50-FCN: 0.465 -> 0.38 at 2e-4, 0.46 at 5e-5); CPU
+# continuations of such files (benchmarks/README.md) pass a smaller lr with --set, recorded in the recipe.
 _SCRATCH_CONTINUED = {"lr": 5e-4, "weight_decay": 1e-2}
 TRASHNET_RECIPES: dict[str, dict] = {
     "mobilenet_v2-lraspp": {**_PRETRAINED, "lr": 3e-4, "backbone_lr_scale": 0.3, "size": 384, "resize": 512,
@@ -120,7 +120,7 @@ DISTILLED_TRUNKS = {"mobilenet_v3_large": "runs/pretrain/mobilenet_v3_large-dist
 _DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12}
 _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "output_stride": 16, "epochs": 16}}
 # A trunk distilled 16 epochs more (runs/pretrain/mobilenet_v3_large-distill-mixup2, similarity 0.662 ->
-# 0.699; README) took LR-ASPP to 0.528 and DeepLabv3 to 0.534, FCN only to 0.547 (under its 0.558). A trunk
+# 0.699; benchmarks/README.md) took LR-ASPP to 0.528 and DeepLabv3 to 0.534, FCN only to 0.547 (under its 0.558). A trunk
 # that has already learned to segment is a better start still: the trunk of the shipped MobileNetV3-FCN
 # (0.558, commit 0661c41) under a new head, 16 epochs: LR-ASPP 0.556 against 0.528, DeepLabv3 0.558
 # against 0.534. That trunk learning at 0.3 times the heads' rate, so that the new head does not pull it
