@@ -3,14 +3,16 @@
     python benchmarks/int8_variants.py mobilenet_v3_large-lraspp --classes SqueezeExcitation --preset MIXED
 
 Builds ``openvino-int8`` for one shipped model at one size with the float-kept module scopes, module
-classes and NNCF preset given (defaults: the shipped recipe), then runs the same check ``auto`` runs
-(``garbseg.inference.runtimes.checks``): val mIoU of the int8 file against eager float32. Each
-variant gets its own cached file name, so variants never overwrite one another or the real one.
+classes, NNCF preset and weight bits given (defaults: the shipped recipe on this CPU), then runs the
+same check ``auto`` runs (``garbseg.inference.runtimes.checks``): val mIoU of the int8 file against
+eager float32. Each variant gets its own cached file name, so variants never overwrite one another
+or the real one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -34,12 +36,17 @@ def main() -> None:
     parser.add_argument("--classes", nargs="*", default=list(openvino_engines.FLOAT_CLASSES),
                         help="module class names kept float (default: SqueezeExcitation)")
     parser.add_argument("--preset", default=openvino_engines.INT8_PRESET, choices=["PERFORMANCE", "MIXED"])
+    parser.add_argument("--weight-bits", type=int, choices=[7, 8], default=openvino_engines.int8_weight_bits(),
+                        help="8, or 7 against the int8 saturation of CPUs without VNNI (default: by this CPU)")
     parser.add_argument("--data", default=str(default_data_dir()))
     args = parser.parse_args()
     openvino_engines.FLOAT_SCOPES, openvino_engines.FLOAT_CLASSES = tuple(args.scopes), tuple(args.classes)
     openvino_engines.INT8_PRESET = args.preset
-    variant = "-".join([args.preset[:3].lower(), *args.scopes, *args.classes]).replace(".", "_")
-    openvino_engines.INT8_RECIPE = f"variant-{variant}"
+    openvino_engines.int8_weight_bits = lambda: args.weight_bits
+    variant = "-".join([args.preset[:3].lower(), f"w{args.weight_bits}", *args.scopes, *args.classes]).replace(".", "_")
+    # The cache file name carries the variant; a long list of scopes would pass the file system's limit.
+    tag = variant if len(variant) <= 80 else hashlib.sha1(variant.encode()).hexdigest()[:12]
+    openvino_engines.INT8_RECIPE = f"variant-{tag}"
     ctx = BuildContext(open_model(args.model), args.size, 2, Path(args.data), log=print)
     t0 = time.perf_counter()
     engine = openvino_engines.OpenVinoInt8Engine(ctx)

@@ -142,25 +142,55 @@ def test_int8_check_measures_the_miou_change(loaded, tiny_data):
 
 
 @has_ov
-def test_int8_keeps_the_head_and_the_gates_in_float(loaded, tiny_data):
-    """The tiny model is MobileNetV3-LR-ASPP: its head and squeeze-excitation gates stay float32,
-    the trunk's convolutions are quantised."""
+def test_int8_keeps_the_gates_in_float(loaded, tiny_data):
+    """The tiny model is MobileNetV3-LR-ASPP: every convolution of its squeeze-excitation gates stays
+    float32, the rest (trunk and head) is quantised."""
     import openvino as ov
+
+    from garbseg.inference.runtimes import openvino_engines
 
     engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
     onnx_file = Path(engine.details["file"]).with_name(f"model-{SIZE}.onnx")
-    kept = set(nodes_of_modules(onnx_file, ("model.classifier",), ("SqueezeExcitation",)))
-    head = set(nodes_of_modules(onnx_file, ("model.classifier",)))
+    kept = set(nodes_of_modules(onnx_file, openvino_engines.FLOAT_SCOPES, openvino_engines.FLOAT_CLASSES))
     gates = set(nodes_of_modules(onnx_file, (), ("SqueezeExcitation",)))
-    assert head and gates and not head & gates and kept == head | gates
+    head = set(nodes_of_modules(onnx_file, ("model.classifier",)))
+    assert gates and head and kept == gates
     quantised_inputs = {}
     for op in ov.Core().read_model(engine.details["file"]).get_ops():
         if op.get_type_name() == "Convolution":
             sources = {op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())}
             quantised_inputs[op.get_friendly_name()] = "FakeQuantize" in sources or "Convert" in sources
-    float_convs = [name for name, quantised in quantised_inputs.items() if not quantised]
-    assert float_convs and set(float_convs) <= kept
+    # A convolution with a bias is named "NODE/WithoutBiases" in OpenVINO, after the ONNX node it came from.
+    def convs_of(nodes):
+        return {name for name in quantised_inputs if name.split("/", 1)[0] in nodes}
+
+    gate_convs, head_convs = convs_of(kept), convs_of(head)
+    assert gate_convs and all(name.endswith("/WithoutBiases") for name in gate_convs)  # 1x1 convs with biases
+    assert not any(quantised_inputs[name] for name in gate_convs)
+    assert head_convs and all(quantised_inputs[name] for name in head_convs)
     assert sum(quantised_inputs.values()) > len(quantised_inputs) // 2  # the trunk is int8
+
+
+def test_vnni_is_read_from_the_cpu_flags(monkeypatch):
+    from garbseg.core import machine
+
+    for flags, vnni in [("fpu sse avx2 fma", False), ("avx2 avx_vnni", True), ("avx512f avx512_vnni", True),
+                        ("amx_bf16 amx_int8", True), ("avx512f avx512bw", False)]:
+        monkeypatch.setattr(machine, "_cpu_flags", lambda flags=flags: f"flags\t\t: {flags}")
+        assert machine.cpu_supports_vnni() is vnni, flags
+
+
+def test_int8_weights_take_7_bits_without_vnni_and_are_cached_apart(monkeypatch):
+    """Without VNNI an int8 convolution sums products in 16 bits and saturates: the weights get 7 bits, and
+    the file and its check are kept apart from an 8-bit build (a cache moved between machines)."""
+    from garbseg.inference.runtimes import openvino_engines
+
+    recipes = {}
+    for vnni, bits in [(False, 7), (True, 8)]:
+        monkeypatch.setattr(openvino_engines, "cpu_supports_vnni", lambda vnni=vnni: vnni)
+        assert openvino_engines.int8_weight_bits() == bits
+        recipes[bits] = openvino_engines.OpenVinoInt8Engine.recipe()
+    assert recipes[7] != recipes[8]
 
 
 @has_ov

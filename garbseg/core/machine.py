@@ -1,5 +1,5 @@
-"""Facts about the machine we run on: processor name, usable cores, native bf16; and pinning torch's
-thread count for a block of work."""
+"""Facts about the machine we run on: processor name, usable cores, native bf16 and int8 arithmetic; and
+pinning torch's thread count for a block of work."""
 
 from __future__ import annotations
 
@@ -40,6 +40,13 @@ def cpu_supports_bf16() -> bool:
     """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
     flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_supports_vnni() -> bool:
+    """True where the CPU sums int8 products straight into 32 bits (VNNI: AVX512-VNNI, AVX-VNNI or AMX).
+    Without it int8 convolutions pass through a 16-bit sum that saturates: int8 weights need 7 bits there."""
+    flags = _cpu_flags()
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 @contextmanager

@@ -20,27 +20,42 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.machine import cpu_supports_bf16
+from ...core.machine import cpu_supports_bf16, cpu_supports_vnni
 from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import CALIBRATION_IMAGES, calibration_arrays
 from .export import export_onnx, nodes_of_modules
 
-# Post-training quantisation with a fixed set of layers kept in float32, chosen by where int8 rounding
-# costs accuracy and saves little time: the segmentation head(s) (a few cheap convolutions that draw
-# the class boundaries) and squeeze-excitation gates (1x1 convolutions on pooled vectors whose
-# sigmoid gates multiply whole feature maps). The MIXED preset quantises activations asymmetrically:
-# hard-swish outputs go below zero, and a symmetric range wastes half its levels on the ReLU6 ones.
-# Measured on the shipped models at 224 (val mIoU change against float32; benchmarks/README.md):
-# MobileNetV2-LR-ASPP -0.44 points with the head in float (PERFORMANCE preset), -0.25 with the gates
-# and MIXED; MobileNetV3-LR-ASPP -2.45, -2.35, -1.77 along the same steps (rejected by the check;
-# auto keeps a float runtime for it). This replaced NNCF's accuracy-controlled search, which
-# ranked every quantiser group with one OpenVINO compile each: 4-10 minutes per model for -0.44 on
-# MobileNetV2-LR-ASPP. The val check (garbseg.inference.runtimes.checks) decides: auto accepts at
-# most 1 point lost.
-FLOAT_SCOPES = ("model.classifier", "model.aux_classifier")
+# Post-training quantisation with a fixed set of layers kept in float32: the squeeze-excitation gates
+# (1x1 convolutions on pooled vectors whose sigmoid gates multiply whole feature maps; cheap). The MIXED
+# preset quantises activations asymmetrically: hard-swish outputs go below zero, and a symmetric range
+# wastes half its levels on the ReLU6 ones. Until 2026-12-08 the heads were listed as float too, but
+# only their bias additions were (see operations_of_nodes); made float for real they changed no model's
+# check on the 2-core AMD EPYC (val mIoU change within 0.12 points of the int8 heads') and made
+# ResNet50's int8 22-31 % slower (DeepLabv3 at 224: 43 -> 53 ms), so the heads are int8. On CPUs without
+# VNNI the weights get 7 bits (int8_weight_bits). Measured at 224 on the shipped models there
+# (benchmarks/README.md, "OpenVINO int8 on a CPU without VNNI"): 7 of 9 pass the val check, against 4 of
+# 9 with 8-bit weights (MobileNetV2-DeepLabv3 -21.8 -> +2.1 points). This replaced NNCF's
+# accuracy-controlled search, which ranked every quantiser group with one OpenVINO compile each: 4-10
+# minutes per model. The val check (garbseg.inference.runtimes.checks) decides: auto accepts at most 1
+# point lost.
+FLOAT_SCOPES: tuple[str, ...] = ()  # module path prefixes kept float (benchmarks/int8_variants.py --scopes)
 FLOAT_CLASSES = ("SqueezeExcitation",)
 INT8_PRESET = "MIXED"  # nncf.QuantizationPreset member
-INT8_RECIPE = "hsm1"  # in the cached file name: a new recipe never reuses an old file
+INT8_RECIPE = "sm2"  # in the cached file name: a new recipe never reuses an old file
+
+
+def int8_weight_bits() -> int:
+    """7 on CPUs without VNNI, where an int8 convolution sums pairs of products in 16 bits and saturates
+    (OpenVINO's "saturation issue"; NNCF's overflow fix halves the weights' range), else 8."""
+    return 8 if cpu_supports_vnni() else 7
+
+
+def operations_of_nodes(model, onnx_nodes: set[str]) -> list[str]:
+    """The names of the OpenVINO operations made from these ONNX nodes. OpenVINO splits a convolution
+    with a bias into ``NODE/WithoutBiases`` (the convolution) and an Add named ``NODE``: naming the node
+    alone would leave the convolution itself to be quantised."""
+    return [op.get_friendly_name() for op in model.get_ops()
+            if op.get_friendly_name().split("/", 1)[0] in onnx_nodes]
 
 
 def _require_native_bf16() -> None:
@@ -108,10 +123,10 @@ class OpenVinoInt8Engine(OpenVinoEngine):
 
     @classmethod
     def recipe(cls) -> list[str]:
-        return [f"calib {CALIBRATION_IMAGES}", f"recipe {INT8_RECIPE}"]
+        return [f"calib {CALIBRATION_IMAGES}", f"recipe {INT8_RECIPE}", f"weights {int8_weight_bits()} bits"]
 
     def read_model(self, ctx: BuildContext, force: bool):
-        xml = export_onnx(ctx).with_name(f"openvino-{ctx.size}-int8-{INT8_RECIPE}.xml")
+        xml = export_onnx(ctx).with_name(f"openvino-{ctx.size}-int8-{INT8_RECIPE}-w{int8_weight_bits()}.xml")
         if xml.is_file() and xml.with_suffix(".bin").is_file() and not force:
             return self.core.read_model(str(xml)), xml
         self._quantise(ctx, xml)
@@ -125,16 +140,21 @@ class OpenVinoInt8Engine(OpenVinoEngine):
         onnx_file = export_onnx(ctx)  # validated once (it parses the file), then read twice below
         float_model = self.core.read_model(str(onnx_file))
         float_model.reshape([1, 3, ctx.size, ctx.size])
-        present = {op.get_friendly_name() for op in float_model.get_ops()}
-        kept = [name for name in nodes_of_modules(onnx_file, FLOAT_SCOPES, FLOAT_CLASSES) if name in present]
-        ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF; {len(kept)} head and gate operations stay float32")
+        kept = operations_of_nodes(float_model, set(nodes_of_modules(onnx_file, FLOAT_SCOPES, FLOAT_CLASSES)))
+        bits = int8_weight_bits()
+        ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF; {len(kept)} gate operations stay float32; "
+                f"weights in {bits} bits")
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+        overflow = OverflowFix.ENABLE if bits == 7 else OverflowFix.FIRST_LAYER  # NNCF's default: the first layer
         try:
             # NNCF draws progress bars on stdout; keep stdout clean for `--json` output.
             with contextlib.redirect_stdout(sys.stderr):
                 quantised = nncf.quantize(
                     float_model, nncf.Dataset(arrays), subset_size=len(arrays),
                     preset=getattr(nncf.QuantizationPreset, INT8_PRESET), fast_bias_correction=True,
-                    ignored_scope=nncf.IgnoredScope(names=kept, validate=False) if kept else None)
+                    ignored_scope=nncf.IgnoredScope(names=kept, validate=False) if kept else None,
+                    advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
         except Exception as exc:
             raise RuntimeUnavailable(f"NNCF quantisation failed: {exc}") from exc
         # Save into a temporary folder, then move .bin before .xml: the .xml's presence marks a complete pair.
