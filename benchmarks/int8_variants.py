@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--scopes", nargs="*", default=list(openvino_engines.FLOAT_SCOPES),
-                        help="module path prefixes kept float (default: the heads)")
+                        help="module path prefixes kept float, e.g. model.classifier (default: none)")
     parser.add_argument("--classes", nargs="*", default=list(openvino_engines.FLOAT_CLASSES),
                         help="module class names kept float (default: SqueezeExcitation)")
     parser.add_argument("--preset", default=openvino_engines.INT8_PRESET, choices=["PERFORMANCE", "MIXED"])

@@ -236,7 +236,7 @@ STUDIES = {
         against_first=True, recipe="distilled",
         models=("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
     "lovasz-seed-1": lovasz_at_seed(1, ("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
-    "lovasz-seed-2": lovasz_at_seed(2, ("mobilenet_v3_large-lraspp",)),
+    "lovasz-seed-2": lovasz_at_seed(2, ("mobilenet_v3_large-lraspp", "mobilenet_v3_large-deeplabv3")),
 }
 LAST_EPOCHS = 6  # beside the best epoch, the steadier figure: mean val mIoU of a run's last epochs, none picked
 
