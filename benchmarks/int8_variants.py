@@ -43,7 +43,8 @@ def main() -> None:
     openvino_engines.FLOAT_SCOPES, openvino_engines.FLOAT_CLASSES = tuple(args.scopes), tuple(args.classes)
     openvino_engines.INT8_PRESET = args.preset
     openvino_engines.int8_weight_bits = lambda: args.weight_bits
-    variant = "-".join([args.preset[:3].lower(), f"w{args.weight_bits}", *args.scopes, *args.classes]).replace(".", "_")
+    parts = [args.preset[:3].lower(), f"w{args.weight_bits}", *args.scopes, *args.classes]
+    variant = "-".join(parts).replace(".", "_")
     # The cache file name carries the variant; a long list of scopes would pass the file system's limit.
     tag = variant if len(variant) <= 80 else hashlib.sha1(variant.encode()).hexdigest()[:12]
     openvino_engines.INT8_RECIPE = f"variant-{tag}"
