@@ -120,12 +120,13 @@ DISTILLED_TRUNKS = {"mobilenet_v3_large": "runs/pretrain/mobilenet_v3_large-dist
 _DISTILLED_START = {"lr": 2e-3, "weight_decay": 1e-2, "epochs": 12}
 _DISTILLED_BACKBONE = {"mobilenet_v3_large": {}, "resnet50": {"lr": 1e-3, "output_stride": 16, "epochs": 16}}
 # A trunk distilled 16 epochs more (runs/pretrain/mobilenet_v3_large-distill-mixup2, similarity 0.662 ->
-# 0.699; benchmarks/README.md) took LR-ASPP to 0.528 and DeepLabv3 to 0.534, FCN only to 0.547 (under its 0.558). A trunk
-# that has already learned to segment is a better start still: the trunk of the shipped MobileNetV3-FCN
-# (0.558, commit 0661c41) under a new head, 16 epochs: LR-ASPP 0.556 against 0.528, DeepLabv3 0.558
-# against 0.534. That trunk learning at 0.3 times the heads' rate, so that the new head does not pull it
-# back to where a distilled trunk starts: LR-ASPP 0.584 (0.499 after the first epoch, against 0.326),
-# DeepLabv3 0.559 (0.485 after the first, against 0.322; its best 0.001 above the full rate's, noise).
+# 0.699; benchmarks/README.md) took LR-ASPP to 0.528 and DeepLabv3 to 0.534, FCN only to 0.547 (under its
+# 0.558). A trunk that has already learned to segment is a better start still: the trunk of the shipped
+# MobileNetV3-FCN (0.558, commit 0661c41) under a new head, 16 epochs: LR-ASPP 0.556 against 0.528,
+# DeepLabv3 0.558 against 0.534. That trunk learning at 0.3 times the heads' rate, so that the new head
+# does not pull it back to where a distilled trunk starts: LR-ASPP 0.584 (0.499 after the first epoch,
+# against 0.326), DeepLabv3 0.559 (0.485 after the first, against 0.322; its best 0.001 above the full
+# rate's, noise).
 SEGMENTING_TRUNK = "checkpoints/mobilenet_v3_large-fcn.safetensors"
 # Half of each batch blended for the teacher alone (distill_mixup, "function matching") ended both heads
 # higher over their last six epochs (LR-ASPP 0.567 against 0.554, DeepLabv3 0.564 against 0.541), and
