@@ -31,8 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--scopes", nargs="*", default=list(openvino_engines.FLOAT_SCOPES),
-                        help="module path prefixes kept float, e.g. model.classifier (default: none)")
+    parser.add_argument("--scopes", nargs="*", default=None,
+                        help="module paths kept float with what is inside them, e.g. model.classifier "
+                             "(default: the model's own, openvino_engines.FLOAT_SCOPES)")
     parser.add_argument("--classes", nargs="*", default=list(openvino_engines.FLOAT_CLASSES),
                         help="module class names kept float (default: SqueezeExcitation)")
     parser.add_argument("--preset", default=openvino_engines.INT8_PRESET, choices=["PERFORMANCE", "MIXED"])
@@ -40,7 +41,10 @@ def main() -> None:
                         help="8, or 7 against the int8 saturation of CPUs without VNNI (default: by this CPU)")
     parser.add_argument("--data", default=str(default_data_dir()))
     args = parser.parse_args()
-    openvino_engines.FLOAT_SCOPES, openvino_engines.FLOAT_CLASSES = tuple(args.scopes), tuple(args.classes)
+    if args.scopes is None:
+        args.scopes = list(openvino_engines.float_scopes(args.model))
+    openvino_engines.FLOAT_SCOPES = {args.model: tuple(args.scopes)}
+    openvino_engines.FLOAT_CLASSES = tuple(args.classes)
     openvino_engines.INT8_PRESET = args.preset
     openvino_engines.int8_weight_bits = lambda: args.weight_bits
     parts = [args.preset[:3].lower(), f"w{args.weight_bits}", *args.scopes, *args.classes]

@@ -141,6 +141,24 @@ def test_int8_check_measures_the_miou_change(loaded, tiny_data):
     assert check_engine(loaded, engine, data_dir=tiny_data)["seconds"] == result["seconds"]
 
 
+def _quantised_convolutions(xml: str) -> dict[str, bool]:
+    """Every convolution (depthwise ones are GroupConvolution) of an OpenVINO int8 file -> whether an
+    input of it is quantised."""
+    import openvino as ov
+
+    quantised = {}
+    for op in ov.Core().read_model(xml).get_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution"):
+            sources = {op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())}
+            quantised[op.get_friendly_name()] = "FakeQuantize" in sources or "Convert" in sources
+    return quantised
+
+
+def _convs_of(quantised: dict[str, bool], nodes: set[str]) -> set[str]:
+    # A convolution with a bias is named "NODE/WithoutBiases" in OpenVINO, after the ONNX node it came from.
+    return {name for name in quantised if name.split("/", 1)[0] in nodes}
+
+
 @has_ov
 def test_int8_keeps_the_gates_in_float(loaded, tiny_data):
     """The tiny model is MobileNetV3-LR-ASPP: every convolution of its squeeze-excitation gates stays
@@ -151,24 +169,57 @@ def test_int8_keeps_the_gates_in_float(loaded, tiny_data):
 
     engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
     onnx_file = Path(engine.details["file"]).with_name(f"model-{SIZE}.onnx")
-    kept = set(nodes_of_modules(onnx_file, openvino_engines.FLOAT_SCOPES, openvino_engines.FLOAT_CLASSES))
+    kept = set(nodes_of_modules(onnx_file, openvino_engines.float_scopes(loaded.name), openvino_engines.FLOAT_CLASSES))
     gates = set(nodes_of_modules(onnx_file, (), ("SqueezeExcitation",)))
     head = set(nodes_of_modules(onnx_file, ("model.classifier",)))
     assert gates and head and kept == gates
-    quantised_inputs = {}
-    for op in ov.Core().read_model(engine.details["file"]).get_ops():
-        if op.get_type_name() == "Convolution":
-            sources = {op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())}
-            quantised_inputs[op.get_friendly_name()] = "FakeQuantize" in sources or "Convert" in sources
-    # A convolution with a bias is named "NODE/WithoutBiases" in OpenVINO, after the ONNX node it came from.
-    def convs_of(nodes):
-        return {name for name in quantised_inputs if name.split("/", 1)[0] in nodes}
-
-    gate_convs, head_convs = convs_of(kept), convs_of(head)
+    quantised_inputs = _quantised_convolutions(engine.details["file"])
+    gate_convs, head_convs = _convs_of(quantised_inputs, kept), _convs_of(quantised_inputs, head)
     assert gate_convs and all(name.endswith("/WithoutBiases") for name in gate_convs)  # 1x1 convs with biases
     assert not any(quantised_inputs[name] for name in gate_convs)
     assert head_convs and all(quantised_inputs[name] for name in head_convs)
     assert sum(quantised_inputs.values()) > len(quantised_inputs) // 2  # the trunk is int8
+
+
+@has_ov
+def test_int8_keeps_a_models_own_scopes_in_float(tiny_data):
+    """MobileNetV2-LR-ASPP keeps its first three blocks float (its listed scopes); the fourth is int8."""
+    from garbseg.inference.runtimes import openvino_engines
+
+    model = random_model("mobilenet_v2-lraspp", ["background", "glass", "metal"], input_size=SIZE)
+    assert openvino_engines.float_scopes(model.name) == openvino_engines.MOBILENET_V2_STEM
+    engine = build_engine(model, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    onnx_file = Path(engine.details["file"]).with_name(f"model-{SIZE}.onnx")
+    quantised = _quantised_convolutions(engine.details["file"])
+    stem = _convs_of(quantised, set(nodes_of_modules(onnx_file, openvino_engines.MOBILENET_V2_STEM)))
+    block3 = _convs_of(quantised, set(nodes_of_modules(onnx_file, ("model.backbone.3",))))
+    assert len(stem) == 1 + 2 + 3  # the stem, then inverted residuals of 2 and 3 convolutions
+    assert not any(quantised[name] for name in stem)
+    assert block3 and all(quantised[name] for name in block3)
+
+
+def test_float_scopes_match_whole_module_paths(tmp_path):
+    """A scope names a module and what is inside it: block 1 of a trunk is not block 10 or 11."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    def node(name, scopes):
+        n = helper.make_node("Relu", ["x"], [name], name=name)
+        n.metadata_props.add(key="pkg.torch.onnx.name_scopes", value=repr(["", *scopes]))
+        return n
+
+    nodes = [node("b1", ["model.backbone", "model.backbone.1"]),
+             node("b1_inner", ["model.backbone", "model.backbone.1", "model.backbone.1.conv"]),
+             node("b10", ["model.backbone", "model.backbone.10"]),
+             node("head", ["model.classifier"])]
+    value = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    graph = helper.make_graph(nodes, "g", [value], [helper.make_tensor_value_info(n.name, onnx.TensorProto.FLOAT, [1])
+                                                   for n in nodes])
+    path = tmp_path / "scopes.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert nodes_of_modules(path, ("model.backbone.1",)) == ["b1", "b1_inner"]
+    assert nodes_of_modules(path, ("model.backbone",)) == ["b1", "b1_inner", "b10"]
+    assert nodes_of_modules(path, ("model.back",)) == []
 
 
 def test_vnni_is_read_from_the_cpu_flags(monkeypatch):

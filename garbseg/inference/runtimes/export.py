@@ -66,8 +66,9 @@ def export_onnx(ctx: BuildContext, *, force: bool = False) -> Path:
 
 
 def nodes_of_modules(path: Path, scopes: tuple[str, ...] = (), classes: tuple[str, ...] = ()) -> list[str]:
-    """Names of the ONNX nodes computed inside modules whose path starts with one of ``scopes``
-    (e.g. ``model.classifier``) or whose class name is one of ``classes`` (e.g. ``SqueezeExcitation``).
+    """Names of the ONNX nodes computed inside the modules at ``scopes`` or below them (e.g.
+    ``model.classifier``; whole path parts, so ``model.backbone.1`` is not ``model.backbone.10``) or
+    whose class name is one of ``classes`` (e.g. ``SqueezeExcitation``).
 
     The dynamo exporter records each node's module path and class hierarchy in its metadata; a file
     without them (another exporter) yields no names."""
@@ -81,7 +82,7 @@ def nodes_of_modules(path: Path, scopes: tuple[str, ...] = (), classes: tuple[st
             hierarchy = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
         except (ValueError, SyntaxError):  # a truncated or foreign value: no scope known
             continue
-        in_scope = any(part.startswith(scope) for part in paths for scope in scopes)
+        in_scope = any(part == scope or part.startswith(scope + ".") for part in paths for scope in scopes)
         in_class = any(entry.rsplit(".", 1)[-1] in classes for entry in hierarchy)
         if in_scope or in_class:
             names.append(node.name)

@@ -38,10 +38,24 @@ from .export import export_onnx, nodes_of_modules
 # accuracy-controlled search, which ranked every quantiser group with one OpenVINO compile each: 4-10
 # minutes per model. The val check (garbseg.inference.runtimes.checks) decides: auto accepts at most 1
 # point lost.
-FLOAT_SCOPES: tuple[str, ...] = ()  # module path prefixes kept float (benchmarks/int8_variants.py --scopes)
+# Per model, the modules found to carry the loss are kept float too: MobileNetV2's first three blocks
+# (the stem convolution and two inverted residuals, at 1/2 and 1/4 of the input) lost MobileNetV2-LR-ASPP
+# 9.5 points and MobileNetV2-FCN 1.2 as int8, 0.6 and 0.7 kept float (benchmarks/int8_variants.py, block
+# by block). MobileNetV3-DeepLabv3's int8 file is faster than float32 only with its head float.
+MOBILENET_V2_STEM = ("model.backbone.0", "model.backbone.1", "model.backbone.2")
+FLOAT_SCOPES: dict[str, tuple[str, ...]] = {  # model -> module paths kept float, with what is inside them
+    "mobilenet_v2-fcn": MOBILENET_V2_STEM,
+    "mobilenet_v2-lraspp": MOBILENET_V2_STEM,
+    "mobilenet_v3_large-deeplabv3": ("model.classifier",),
+}
 FLOAT_CLASSES = ("SqueezeExcitation",)
 INT8_PRESET = "MIXED"  # nncf.QuantizationPreset member
-INT8_RECIPE = "sm2"  # in the cached file name: a new recipe never reuses an old file
+INT8_RECIPE = "sm3"  # in the cached file name: a new recipe never reuses an old file
+
+
+def float_scopes(model_name: str) -> tuple[str, ...]:
+    """The module paths of ``model_name`` that openvino-int8 keeps float (besides FLOAT_CLASSES)."""
+    return FLOAT_SCOPES.get(model_name, ())
 
 
 def int8_weight_bits() -> int:
@@ -140,10 +154,11 @@ class OpenVinoInt8Engine(OpenVinoEngine):
         onnx_file = export_onnx(ctx)  # validated once (it parses the file), then read twice below
         float_model = self.core.read_model(str(onnx_file))
         float_model.reshape([1, 3, ctx.size, ctx.size])
-        kept = operations_of_nodes(float_model, set(nodes_of_modules(onnx_file, FLOAT_SCOPES, FLOAT_CLASSES)))
+        scopes = float_scopes(ctx.name)
+        kept = operations_of_nodes(float_model, set(nodes_of_modules(onnx_file, scopes, FLOAT_CLASSES)))
         bits = int8_weight_bits()
-        ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF; {len(kept)} gate operations stay float32; "
-                f"weights in {bits} bits")
+        ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF; {len(kept)} operations stay float32 "
+                f"(gates{', ' + ', '.join(scopes) if scopes else ''}); weights in {bits} bits")
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
         overflow = OverflowFix.ENABLE if bits == 7 else OverflowFix.FIRST_LAYER  # NNCF's default: the first layer
