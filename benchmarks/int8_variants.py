@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from garbseg.core.paths import default_data_dir  # noqa: E402
-from garbseg.inference.runtimes import openvino_engines  # noqa: E402
+from garbseg.inference.runtimes import int8_layers, openvino_engines  # noqa: E402
 from garbseg.inference.runtimes.base import BuildContext  # noqa: E402
 from garbseg.inference.runtimes.checks import build_reference, run_check  # noqa: E402
 from garbseg.inference.runtimes.torch_engines import TorchEngine  # noqa: E402
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--scopes", nargs="*", default=None,
                         help="module paths kept float with what is inside them, e.g. model.classifier "
                              "(default: the model's own, openvino_engines.FLOAT_SCOPES)")
-    parser.add_argument("--classes", nargs="*", default=list(openvino_engines.FLOAT_CLASSES),
+    parser.add_argument("--classes", nargs="*", default=list(int8_layers.FLOAT_CLASSES),
                         help="module class names kept float (default: SqueezeExcitation)")
     parser.add_argument("--preset", default=openvino_engines.INT8_PRESET, choices=["PERFORMANCE", "MIXED"])
     parser.add_argument("--weight-bits", type=int, choices=[7, 8], default=openvino_engines.int8_weight_bits(),
@@ -44,7 +44,7 @@ def main() -> None:
     if args.scopes is None:
         args.scopes = list(openvino_engines.float_scopes(args.model))
     openvino_engines.FLOAT_SCOPES = {args.model: tuple(args.scopes)}
-    openvino_engines.FLOAT_CLASSES = tuple(args.classes)
+    int8_layers.FLOAT_CLASSES = tuple(args.classes)
     openvino_engines.INT8_PRESET = args.preset
     openvino_engines.int8_weight_bits = lambda: args.weight_bits
     parts = [args.preset[:3].lower(), f"w{args.weight_bits}", *args.scopes, *args.classes]

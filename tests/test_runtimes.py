@@ -22,7 +22,7 @@ from garbseg.data import load_dataset, normalize_image
 from garbseg.inference import Predictor, prepare_image, upsample_argmax
 from garbseg.models import head_logits
 from garbseg.core.machine import cpu_supports_bf16
-from garbseg.inference.runtimes import build_engine, check_engine
+from garbseg.inference.runtimes import build_engine, check_engine, int8_layers
 from garbseg.inference.runtimes.cache import model_dir
 from garbseg.inference.runtimes import INT8_RUNTIMES
 from garbseg.inference.runtimes.checks import PARITY_THRESHOLD
@@ -169,7 +169,7 @@ def test_int8_keeps_the_gates_in_float(loaded, tiny_data):
 
     engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
     onnx_file = Path(engine.details["file"]).with_name(f"model-{SIZE}.onnx")
-    kept = set(nodes_of_modules(onnx_file, openvino_engines.float_scopes(loaded.name), openvino_engines.FLOAT_CLASSES))
+    kept = set(int8_layers.float_nodes(onnx_file, openvino_engines.float_scopes(loaded.name)))
     gates = set(nodes_of_modules(onnx_file, (), ("SqueezeExcitation",)))
     head = set(nodes_of_modules(onnx_file, ("model.classifier",)))
     assert gates and head and kept == gates
@@ -196,6 +196,27 @@ def test_int8_keeps_a_models_own_scopes_in_float(tiny_data):
     assert len(stem) == 1 + 2 + 3  # the stem, then inverted residuals of 2 and 3 convolutions
     assert not any(quantised[name] for name in stem)
     assert block3 and all(quantised[name] for name in block3)
+
+
+@has_ort
+def test_onnx_int8_keeps_mobilenet_v2s_stem_in_float(tiny_data):
+    """ONNX Runtime's int8 file (QDQ): the stem's convolutions read float tensors, the fourth block's
+    read dequantised int8 ones."""
+    import onnx
+
+    from garbseg.inference.runtimes import ort_engines
+
+    model = random_model("mobilenet_v2-lraspp", ["background", "glass", "metal"], input_size=SIZE)
+    engine = build_engine(model, "onnx-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
+    quantised_file = Path(engine.details["file"])
+    float_file = quantised_file.with_name(f"model-{SIZE}.onnx")
+    graph = onnx.load(str(quantised_file)).graph
+    dequantised = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    reads_int8 = {n.name: any(i in dequantised for i in n.input) for n in graph.node if n.op_type == "Conv"}
+    stem = set(nodes_of_modules(float_file, ort_engines.ORT_FLOAT_SCOPES["mobilenet_v2-lraspp"])) & set(reads_int8)
+    block3 = set(nodes_of_modules(float_file, ("model.backbone.3",))) & set(reads_int8)
+    assert len(stem) == 1 + 2 + 3 and not any(reads_int8[name] for name in stem)
+    assert block3 and all(reads_int8[name] for name in block3)
 
 
 def test_float_scopes_match_whole_module_paths(tmp_path):
@@ -234,14 +255,14 @@ def test_vnni_is_read_from_the_cpu_flags(monkeypatch):
 def test_int8_weights_take_7_bits_without_vnni_and_are_cached_apart(monkeypatch):
     """Without VNNI an int8 convolution sums products in 16 bits and saturates: the weights get 7 bits, and
     the file and its check are kept apart from an 8-bit build (a cache moved between machines)."""
-    from garbseg.inference.runtimes import openvino_engines
+    from garbseg.inference.runtimes import int8_layers, openvino_engines, ort_engines
 
     recipes = {}
     for vnni, bits in [(False, 7), (True, 8)]:
-        monkeypatch.setattr(openvino_engines, "cpu_supports_vnni", lambda vnni=vnni: vnni)
-        assert openvino_engines.int8_weight_bits() == bits
-        recipes[bits] = openvino_engines.OpenVinoInt8Engine.recipe()
-    assert recipes[7] != recipes[8]
+        monkeypatch.setattr(int8_layers, "cpu_supports_vnni", lambda vnni=vnni: vnni)
+        assert int8_layers.int8_weight_bits() == bits
+        recipes[bits] = (openvino_engines.OpenVinoInt8Engine.recipe(), ort_engines.OrtInt8Engine.recipe())
+    assert recipes[7][0] != recipes[8][0] and recipes[7][1] != recipes[8][1]
 
 
 @has_ov

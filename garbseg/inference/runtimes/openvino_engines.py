@@ -20,48 +20,37 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.machine import cpu_supports_bf16, cpu_supports_vnni
+from ...core.machine import cpu_supports_bf16
 from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import CALIBRATION_IMAGES, calibration_arrays
-from .export import export_onnx, nodes_of_modules
+from .export import export_onnx
+from .int8_layers import MOBILENET_V2_STEM, float_nodes, int8_weight_bits
 
-# Post-training quantisation with a fixed set of layers kept in float32: the squeeze-excitation gates
-# (1x1 convolutions on pooled vectors whose sigmoid gates multiply whole feature maps; cheap). The MIXED
-# preset quantises activations asymmetrically: hard-swish outputs go below zero, and a symmetric range
-# wastes half its levels on the ReLU6 ones. Until 2026-12-08 the heads were listed as float too, but
-# only their bias additions were (see operations_of_nodes); made float for real they changed no model's
-# check on the 2-core AMD EPYC (val mIoU change within 0.12 points of the int8 heads') and made
-# ResNet50's int8 22-31 % slower (DeepLabv3 at 224: 43 -> 53 ms), so the heads are int8. On CPUs without
-# VNNI the weights get 7 bits (int8_weight_bits). Measured at 224 on the shipped models there
-# (benchmarks/README.md, "OpenVINO int8 on a CPU without VNNI"): 7 of 9 pass the val check, against 4 of
-# 9 with 8-bit weights (MobileNetV2-DeepLabv3 -21.8 -> +2.1 points). This replaced NNCF's
-# accuracy-controlled search, which ranked every quantiser group with one OpenVINO compile each: 4-10
-# minutes per model. The val check (garbseg.inference.runtimes.checks) decides: auto accepts at most 1
-# point lost.
-# Per model, the modules found to carry the loss are kept float too: MobileNetV2's first three blocks
-# (the stem convolution and two inverted residuals, at 1/2 and 1/4 of the input) lost MobileNetV2-LR-ASPP
-# 9.5 points and MobileNetV2-FCN 1.2 as int8, 0.6 and 0.7 kept float (benchmarks/int8_variants.py, block
-# by block). MobileNetV3-DeepLabv3's int8 file is faster than float32 only with its head float.
-MOBILENET_V2_STEM = ("model.backbone.0", "model.backbone.1", "model.backbone.2")
+# Post-training quantisation with the layers of int8_layers kept float. The MIXED preset quantises
+# activations asymmetrically: hard-swish outputs go below zero, and a symmetric range wastes half its
+# levels on the ReLU6 ones. Until 2026-12-08 the heads were listed as float too, but only their bias
+# additions were (see operations_of_nodes); made float for real they changed no model's check on the
+# 2-core AMD EPYC (val mIoU change within 0.12 points of the int8 heads') and made ResNet50's int8 22-31 %
+# slower (DeepLabv3 at 224: 43 -> 53 ms), so the heads are int8, except MobileNetV3-DeepLabv3's, whose int8
+# file is faster than float32 only with its head float. MobileNetV2-LR-ASPP lost 9.5 points and -FCN 1.2
+# with their stems int8, 0.6 and 0.7 with them float; MobileNetV2-DeepLabv3 passes either way (+2.1, -0.3)
+# and keeps the faster all-int8 trunk. On CPUs without VNNI the weights get 7 bits; with all this, all
+# nine shipped models pass the val check there (benchmarks/README.md, "OpenVINO int8 on a CPU without
+# VNNI"). This replaced NNCF's accuracy-controlled search, which ranked every quantiser group with one
+# OpenVINO compile each: 4-10 minutes per model. The val check (garbseg.inference.runtimes.checks)
+# decides: auto accepts at most 1 point lost.
 FLOAT_SCOPES: dict[str, tuple[str, ...]] = {  # model -> module paths kept float, with what is inside them
     "mobilenet_v2-fcn": MOBILENET_V2_STEM,
     "mobilenet_v2-lraspp": MOBILENET_V2_STEM,
     "mobilenet_v3_large-deeplabv3": ("model.classifier",),
 }
-FLOAT_CLASSES = ("SqueezeExcitation",)
 INT8_PRESET = "MIXED"  # nncf.QuantizationPreset member
 INT8_RECIPE = "sm3"  # in the cached file name: a new recipe never reuses an old file
 
 
 def float_scopes(model_name: str) -> tuple[str, ...]:
-    """The module paths of ``model_name`` that openvino-int8 keeps float (besides FLOAT_CLASSES)."""
+    """The module paths of ``model_name`` that openvino-int8 keeps float (besides int8_layers.FLOAT_CLASSES)."""
     return FLOAT_SCOPES.get(model_name, ())
-
-
-def int8_weight_bits() -> int:
-    """7 on CPUs without VNNI, where an int8 convolution sums pairs of products in 16 bits and saturates
-    (OpenVINO's "saturation issue"; NNCF's overflow fix halves the weights' range), else 8."""
-    return 8 if cpu_supports_vnni() else 7
 
 
 def operations_of_nodes(model, onnx_nodes: set[str]) -> list[str]:
@@ -155,7 +144,7 @@ class OpenVinoInt8Engine(OpenVinoEngine):
         float_model = self.core.read_model(str(onnx_file))
         float_model.reshape([1, 3, ctx.size, ctx.size])
         scopes = float_scopes(ctx.name)
-        kept = operations_of_nodes(float_model, set(nodes_of_modules(onnx_file, scopes, FLOAT_CLASSES)))
+        kept = operations_of_nodes(float_model, set(float_nodes(onnx_file, scopes)))
         bits = int8_weight_bits()
         ctx.log(f"quantising {ctx.name} at {ctx.size} with NNCF; {len(kept)} operations stay float32 "
                 f"(gates{', ' + ', '.join(scopes) if scopes else ''}); weights in {bits} bits")

@@ -1,5 +1,6 @@
 """ONNX Runtime (CPU provider): ``onnx`` runs the exported float file, ``onnx-int8`` a statically
-quantised copy (QDQ, per-channel int8 weights, activation ranges from train images)."""
+quantised copy (QDQ, per-channel int8 weights, activation ranges from train images; the layers of
+``int8_layers`` kept float, 7-bit weights on CPUs without VNNI)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,18 @@ import numpy as np
 from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import calibration_arrays
 from .export import export_onnx, is_valid_onnx
+from .int8_layers import MOBILENET_V2_STEM, float_nodes, int8_weight_bits
 
 ORT_CALIBRATION_IMAGES = 32  # fewer than OpenVINO: ORT calibrates on the unoptimised graph, slowly
+# On the 2-core AMD EPYC without VNNI, with 7-bit weights, the MobileNetV2 files lost 0.8-7.5 val mIoU
+# points with their stems int8 and passed with them float (-0.5 to +0.5; benchmarks/README.md, "Each
+# model's own float layers"). MobileNetV3's files fail either way there (-1.9 to -2.8).
+ORT_FLOAT_SCOPES: dict[str, tuple[str, ...]] = {
+    "mobilenet_v2-deeplabv3": MOBILENET_V2_STEM,
+    "mobilenet_v2-fcn": MOBILENET_V2_STEM,
+    "mobilenet_v2-lraspp": MOBILENET_V2_STEM,
+}
+ORT_INT8_RECIPE = "s1"  # in the cached file name: a new recipe never reuses an old file
 
 
 class OrtEngine(ArrayEngine):
@@ -78,8 +89,8 @@ class _CalibrationReader:
 
 
 class OrtInt8Engine(OrtEngine):
-    # Stays an auto candidate although on trained MobileNets its static MinMax quantisation lost 2 to
-    # 10 val mIoU points: on ResNet50 it was the fastest runtime (3.8x eager vs 3.2x for openvino-int8).
+    # An auto candidate like every int8 runtime: the val check decides per model. On ResNet50 it was the
+    # fastest runtime on an AVX512 Xeon (3.8x eager vs 3.2x for openvino-int8).
     name = "onnx-int8"
     fallback = "onnx"
     int8 = True
@@ -87,22 +98,27 @@ class OrtInt8Engine(OrtEngine):
 
     @classmethod
     def recipe(cls) -> list[str]:
-        return [f"calib {ORT_CALIBRATION_IMAGES}"]
+        return [f"calib {ORT_CALIBRATION_IMAGES}", f"recipe {ORT_INT8_RECIPE}", f"weights {int8_weight_bits()} bits"]
 
     def model_file(self, ctx: BuildContext, force: bool = False) -> Path:
-        # The calibration count is in the name: a file calibrated differently is never reused.
-        path = export_onnx(ctx).with_name(f"model-{ctx.size}-int8-c{ORT_CALIBRATION_IMAGES}.onnx")
+        # Calibration, recipe and weight bits are in the name: a file made differently is never reused.
+        bits = int8_weight_bits()
+        path = export_onnx(ctx).with_name(
+            f"model-{ctx.size}-int8-c{ORT_CALIBRATION_IMAGES}-{ORT_INT8_RECIPE}-w{bits}.onnx")
         if path.is_file() and not force and is_valid_onnx(path):
             return path
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        ctx.log(f"quantising {ctx.name} at {ctx.size} with onnxruntime (static, per-channel)")
+        kept = float_nodes(export_onnx(ctx), ORT_FLOAT_SCOPES.get(ctx.name, ()))
+        ctx.log(f"quantising {ctx.name} at {ctx.size} with onnxruntime (static, per-channel); "
+                f"{len(kept)} nodes stay float32; weights in {bits} bits")
         arrays = calibration_arrays(ctx, ORT_CALIBRATION_IMAGES)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
         os.close(fd)
         try:
             with _quiet_root_logger():  # ORT's quantiser warns through the root logger
                 quantize_static(str(export_onnx(ctx)), tmp, _CalibrationReader("input", arrays),
+                                nodes_to_exclude=kept, reduce_range=bits == 7,
                                 quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=CalibrationMethod.MinMax)
