@@ -187,11 +187,11 @@ def test_int8_keeps_a_models_own_scopes_in_float(tiny_data):
     from garbseg.inference.runtimes import openvino_engines
 
     model = random_model("mobilenet_v2-lraspp", ["background", "glass", "metal"], input_size=SIZE)
-    assert openvino_engines.float_scopes(model.name) == openvino_engines.MOBILENET_V2_STEM
+    assert openvino_engines.float_scopes(model.name) == int8_layers.MOBILENET_STEM
     engine = build_engine(model, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)
     onnx_file = Path(engine.details["file"]).with_name(f"model-{SIZE}.onnx")
     quantised = _quantised_convolutions(engine.details["file"])
-    stem = _convs_of(quantised, set(nodes_of_modules(onnx_file, openvino_engines.MOBILENET_V2_STEM)))
+    stem = _convs_of(quantised, set(nodes_of_modules(onnx_file, int8_layers.MOBILENET_STEM)))
     block3 = _convs_of(quantised, set(nodes_of_modules(onnx_file, ("model.backbone.3",))))
     assert len(stem) == 1 + 2 + 3  # the stem, then inverted residuals of 2 and 3 convolutions
     assert not any(quantised[name] for name in stem)

@@ -2,9 +2,10 @@
 
 Post-training quantisation keeps the squeeze-excitation gates float (1x1 convolutions on pooled vectors,
 whose sigmoid gates multiply whole feature maps; cheap) and, per model, the layers found to carry the
-loss: MobileNetV2's first three blocks (the stem convolution and two inverted residuals, at 1/2 and 1/4 of
-the input), whose rounding no residual connection carries away yet (benchmarks/README.md, "Each model's
-own float layers"). Each runtime lists its own models, since each loses on different ones.
+loss: a MobileNet's first three blocks (the stem convolution and two inverted residuals, at 1/2 and 1/4 of
+the input; the same module paths in MobileNetV2 and V3), whose rounding no residual connection carries
+away yet (benchmarks/README.md, "Each model's own float layers"). Each runtime lists its own models,
+since each loses on different ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ...core.machine import cpu_supports_vnni
 from .export import nodes_of_modules
 
 FLOAT_CLASSES = ("SqueezeExcitation",)  # module classes kept float in every model
-MOBILENET_V2_STEM = ("model.backbone.0", "model.backbone.1", "model.backbone.2")
+MOBILENET_STEM = ("model.backbone.0", "model.backbone.1", "model.backbone.2")
 
 
 def int8_weight_bits() -> int:

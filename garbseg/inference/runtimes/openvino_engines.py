@@ -24,7 +24,7 @@ from ...core.machine import cpu_supports_bf16
 from .base import ArrayEngine, BuildContext, RuntimeUnavailable, import_optional
 from .calibration import CALIBRATION_IMAGES, calibration_arrays
 from .export import export_onnx
-from .int8_layers import MOBILENET_V2_STEM, float_nodes, int8_weight_bits
+from .int8_layers import MOBILENET_STEM, float_nodes, int8_weight_bits
 
 # Post-training quantisation with the layers of int8_layers kept float. The MIXED preset quantises
 # activations asymmetrically: hard-swish outputs go below zero, and a symmetric range wastes half its
@@ -40,8 +40,8 @@ from .int8_layers import MOBILENET_V2_STEM, float_nodes, int8_weight_bits
 # OpenVINO compile each: 4-10 minutes per model. The val check (garbseg.inference.runtimes.checks)
 # decides: auto accepts at most 1 point lost.
 FLOAT_SCOPES: dict[str, tuple[str, ...]] = {  # model -> module paths kept float, with what is inside them
-    "mobilenet_v2-fcn": MOBILENET_V2_STEM,
-    "mobilenet_v2-lraspp": MOBILENET_V2_STEM,
+    "mobilenet_v2-fcn": MOBILENET_STEM,
+    "mobilenet_v2-lraspp": MOBILENET_STEM,
     "mobilenet_v3_large-deeplabv3": ("model.classifier",),
 }
 INT8_PRESET = "MIXED"  # nncf.QuantizationPreset member
