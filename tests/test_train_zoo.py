@@ -53,11 +53,12 @@ def test_distilled_recipes_start_each_backbone_from_its_own_trunk():
         backbone, _ = parse_model_name(name)
         cfg = train_zoo.recipe(name, "distilled", {})
         # A distilled trunk, or the trunk of a shipped model of the same backbone that started from one.
-        assert cfg["backbone_init"] in (train_zoo.DISTILLED_TRUNKS[backbone], train_zoo.SEGMENTING_TRUNK)
+        segmenting = (train_zoo.SEGMENTING_TRUNK, train_zoo.RESNET50_SEGMENTING_TRUNK)
+        assert cfg["backbone_init"] in (train_zoo.DISTILLED_TRUNKS[backbone], *segmenting)
         assert cfg["backbone_init"].startswith((f"runs/pretrain/{backbone}-distill", f"checkpoints/{backbone}-"))
         assert cfg["teacher"] == "mobilenet_v2-lraspp" and cfg["extra_data"] == train_zoo.PSEUDO_LABELLED
         # A trunk that already segments learns slower than its new head, or the head's first steps undo it.
-        if cfg["backbone_init"] == train_zoo.SEGMENTING_TRUNK:
+        if cfg["backbone_init"] in segmenting:
             assert cfg["backbone_lr_scale"] < 1
     assert train_zoo.recipe("resnet50-fcn", "distilled", {})["output_stride"] == 16
 
