@@ -163,8 +163,6 @@ def _convs_of(quantised: dict[str, bool], nodes: set[str]) -> set[str]:
 def test_int8_keeps_the_gates_in_float(loaded, tiny_data):
     """The tiny model is MobileNetV3-LR-ASPP: every convolution of its squeeze-excitation gates stays
     float32, the rest (trunk and head) is quantised."""
-    import openvino as ov
-
     from garbseg.inference.runtimes import openvino_engines
 
     engine = build_engine(loaded, "openvino-int8", size=SIZE, threads=1, data_dir=tiny_data, fallback=False)

@@ -52,7 +52,7 @@ def test_distilled_recipes_start_each_backbone_from_its_own_trunk():
     for name in train_zoo.DISTILLED_RECIPES:
         backbone, _ = parse_model_name(name)
         cfg = train_zoo.recipe(name, "distilled", {})
-        # A distilled trunk, or the trunk of a shipped model of the same backbone that started from one.
+        # A distilled trunk, or the trunk of a shipped model of the same backbone (one that already segments).
         segmenting = (train_zoo.SEGMENTING_TRUNK, train_zoo.RESNET50_SEGMENTING_TRUNK)
         assert cfg["backbone_init"] in (train_zoo.DISTILLED_TRUNKS[backbone], *segmenting)
         assert cfg["backbone_init"].startswith((f"runs/pretrain/{backbone}-distill", f"checkpoints/{backbone}-"))

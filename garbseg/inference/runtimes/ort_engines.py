@@ -103,13 +103,13 @@ class OrtInt8Engine(OrtEngine):
     def model_file(self, ctx: BuildContext, force: bool = False) -> Path:
         # Calibration, recipe and weight bits are in the name: a file made differently is never reused.
         bits = int8_weight_bits()
-        path = export_onnx(ctx).with_name(
-            f"model-{ctx.size}-int8-c{ORT_CALIBRATION_IMAGES}-{ORT_INT8_RECIPE}-w{bits}.onnx")
+        float_file = export_onnx(ctx)  # validated once (it parses the file), then read twice below
+        path = float_file.with_name(f"model-{ctx.size}-int8-c{ORT_CALIBRATION_IMAGES}-{ORT_INT8_RECIPE}-w{bits}.onnx")
         if path.is_file() and not force and is_valid_onnx(path):
             return path
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        kept = float_nodes(export_onnx(ctx), ORT_FLOAT_SCOPES.get(ctx.name, ()))
+        kept = float_nodes(float_file, ORT_FLOAT_SCOPES.get(ctx.name, ()))
         ctx.log(f"quantising {ctx.name} at {ctx.size} with onnxruntime (static, per-channel); "
                 f"{len(kept)} nodes stay float32; weights in {bits} bits")
         arrays = calibration_arrays(ctx, ORT_CALIBRATION_IMAGES)
@@ -117,7 +117,7 @@ class OrtInt8Engine(OrtEngine):
         os.close(fd)
         try:
             with _quiet_root_logger():  # ORT's quantiser warns through the root logger
-                quantize_static(str(export_onnx(ctx)), tmp, _CalibrationReader("input", arrays),
+                quantize_static(str(float_file), tmp, _CalibrationReader("input", arrays),
                                 nodes_to_exclude=kept, reduce_range=bits == 7,
                                 quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
